@@ -1,0 +1,1 @@
+"""mxcensus crawler: the Scrapy project (spider, download handlers, settings)."""

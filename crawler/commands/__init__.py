@@ -1,0 +1,1 @@
+"""Scrapy commands of mxcensus (COMMANDS_MODULE)."""

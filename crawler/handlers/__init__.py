@@ -1,0 +1,1 @@
+"""Scrapy download handlers for the `dns` and `smtp` URL schemes."""

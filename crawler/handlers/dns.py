@@ -1,0 +1,173 @@
+"""The `dns` download handler: a domain's mail routing through dnspython.
+
+`dns://example.org` resolves the domain's MX records and the A/AAAA
+addresses of every MX host (or of the domain itself, RFC 5321 §5.1 implicit
+MX), and returns a `DnsResponse` whose `facts` is a `DomainDns`. Each MX host
+is resolved once per run however many domains name it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import time
+from typing import TYPE_CHECKING
+
+import dns.asyncresolver
+import dns.exception
+import dns.nameserver
+import dns.rdatatype
+import dns.resolver
+from scrapy.core.downloader.handlers.base import BaseDownloadHandler
+from scrapy.http import Response
+from scrapy.utils.httpobj import urlparse_cached
+
+from crawler.mailroute import DomainDns, HostDns, MxRecord, domain_status, is_ip_literal, parse_mx
+from schema.vocab import DomainStatus, HostDnsOutcome
+
+if TYPE_CHECKING:
+    from scrapy import Request
+    from scrapy.crawler import Crawler
+    from scrapy.settings import BaseSettings
+
+
+class DnsResponse(Response):
+    attributes: tuple[str, ...] = (*Response.attributes, "facts")
+
+    def __init__(self, *args, facts: DomainDns, **kwargs):
+        self.facts = facts
+        super().__init__(*args, **kwargs)
+
+
+def parse_nameservers(text: str) -> list[tuple[str, int]]:
+    """Parse DNS_NAMESERVERS: comma-separated `ip`, `ip:port` or `[ipv6]:port`."""
+    servers = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        host, port = item, 53
+        if item.startswith("["):
+            host, _, rest = item[1:].partition("]")
+            port = int(rest[1:]) if rest.startswith(":") else 53
+        elif item.count(":") == 1:
+            host, _, port_text = item.partition(":")
+            port = int(port_text)
+        try:
+            ipaddress.ip_address(host)
+        except ValueError as e:
+            raise ValueError(f"DNS_NAMESERVERS: {item!r} is not an IP address[:port]") from e
+        servers.append((host, port))
+    return servers
+
+
+def build_resolver(settings: BaseSettings) -> dns.asyncresolver.Resolver:
+    """A resolver from DNS_NAMESERVERS, DNS_TIMEOUT and DNS_TRIES; raises on bad values."""
+    servers = parse_nameservers(settings.get("DNS_NAMESERVERS") or "")
+    resolver = dns.asyncresolver.Resolver(configure=not servers)
+    if servers:
+        resolver.nameservers = [dns.nameserver.Do53Nameserver(ip, port) for ip, port in servers]
+    timeout = settings.getfloat("DNS_TIMEOUT")
+    tries = settings.getint("DNS_TRIES")
+    if timeout <= 0 or tries < 1:
+        raise ValueError("DNS_TIMEOUT must be > 0 and DNS_TRIES >= 1")
+    # dnspython retries a query until its lifetime runs out; one try is one timeout.
+    resolver.timeout = timeout
+    resolver.lifetime = timeout * tries
+    return resolver
+
+
+# The resolver's exceptions, mapped once to what they mean for a host and a domain.
+_HOST_OUTCOMES: dict[type[Exception], HostDnsOutcome] = {
+    dns.resolver.NXDOMAIN: HostDnsOutcome.NXDOMAIN,
+    dns.resolver.NoNameservers: HostDnsOutcome.SERVFAIL,
+    dns.exception.Timeout: HostDnsOutcome.TIMEOUT,
+}
+_DOMAIN_STATUS = {
+    HostDnsOutcome.NXDOMAIN: DomainStatus.NXDOMAIN,
+    HostDnsOutcome.SERVFAIL: DomainStatus.SERVFAIL,
+    HostDnsOutcome.TIMEOUT: DomainStatus.DNS_TIMEOUT,
+}
+
+
+def _outcome(error: Exception) -> HostDnsOutcome:
+    for cls, outcome in _HOST_OUTCOMES.items():
+        if isinstance(error, cls):
+            return outcome
+    return HostDnsOutcome.SERVFAIL  # any other resolver failure: no usable answer
+
+
+class DnsDownloadHandler(BaseDownloadHandler):
+    lazy = False
+
+    def __init__(self, crawler: Crawler):
+        super().__init__(crawler)
+        self.resolver = build_resolver(crawler.settings)
+        self._hosts: dict[str, asyncio.Future[HostDns]] = {}
+
+    async def download_request(self, request: Request) -> Response:
+        started = time.monotonic()
+        domain = urlparse_cached(request).hostname or ""
+        facts = await self.resolve_domain(domain)
+        request.meta["download_latency"] = time.monotonic() - started
+        return DnsResponse(url=request.url, request=request, facts=facts)
+
+    async def resolve_domain(self, domain: str) -> DomainDns:
+        try:
+            answer = await self._query(domain, dns.rdatatype.MX)
+        except Exception as e:
+            return DomainDns(domain, _DOMAIN_STATUS[_outcome(e)], detail=_text(e))
+        rrset = answer.rrset or ()
+        pairs = [(r.preference, r.exchange.to_text()) for r in rrset]
+        null_mx, mx = parse_mx(pairs)
+        mx_text = tuple(sorted(r.to_text() for r in rrset))
+        if null_mx:
+            return DomainDns(domain, DomainStatus.NULL_MX, null_mx=True, mx_rrset=mx_text)
+        if not mx:
+            mx = (MxRecord(domain, 0, implicit=True),)
+        hosts = tuple(await asyncio.gather(*(self.resolve_host(r.host) for r in mx)))
+        if mx[0].implicit and hosts[0].outcome is not HostDnsOutcome.OK:
+            # No MX and no address: the implicit MX does not exist (RFC 5321 §5.1).
+            return DomainDns(domain, DomainStatus.NO_MX_NO_ADDRESS, detail=hosts[0].detail)
+        return DomainDns(domain, domain_status(mx, hosts), mx, hosts, mx_rrset=mx_text)
+
+    def resolve_host(self, name: str) -> asyncio.Future[HostDns]:
+        """The addresses of an MX host, looked up once per run (a shared future)."""
+        future = self._hosts.get(name)
+        if future is None:
+            future = self._hosts[name] = asyncio.ensure_future(self._resolve_host(name))
+        return future
+
+    async def _resolve_host(self, name: str) -> HostDns:
+        if is_ip_literal(name):
+            return HostDns(name, HostDnsOutcome.NO_ADDRESS, ip_literal=True)
+        results = await asyncio.gather(
+            self._query(name, dns.rdatatype.A),
+            self._query(name, dns.rdatatype.AAAA),
+            return_exceptions=True,
+        )
+        addresses: list[str] = []
+        canonical = None
+        errors: list[Exception] = []
+        for result in results:
+            if isinstance(result, Exception):
+                errors.append(result)
+                continue
+            if result.rrset:
+                addresses.extend(r.address for r in result.rrset)
+            if result.canonical_name.to_text().rstrip(".").lower() != name:
+                canonical = result.canonical_name.to_text().rstrip(".").lower()
+        if addresses:
+            return HostDns(name, HostDnsOutcome.OK, tuple(addresses), canonical)
+        if not errors:
+            return HostDns(name, HostDnsOutcome.NO_ADDRESS, canonical=canonical)
+        outcomes = {_outcome(e) for e in errors}
+        # A definite NXDOMAIN beats a failure of the other family's query.
+        for outcome in (HostDnsOutcome.NXDOMAIN, HostDnsOutcome.TIMEOUT, HostDnsOutcome.SERVFAIL):
+            if outcome in outcomes:
+                return HostDns(name, outcome, canonical=canonical, detail=_text(errors[0]))
+        raise AssertionError("unreachable")
+
+    async def _query(self, name: str, rdtype: dns.rdatatype.RdataType) -> dns.resolver.Answer:
+        return await self.resolver.resolve(name, rdtype, search=False, raise_on_no_answer=False)
+
+
+def _text(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}"[:500]

@@ -1,0 +1,119 @@
+"""The `smtp` download handler: one SMTP/STARTTLS probe of one IP:port.
+
+`smtp://IP:PORT` with `meta["sni"]` (the MX host name) runs the probe
+protocol of `crawler.smtp.client`, retries transient outcomes, and returns an
+`SmtpResponse` whose `probe` holds every attempt. The handler, not Scrapy,
+caps connections per IP: Scrapy's per-slot limit does not hold under the
+asyncio reactor (DESIGN.md, "Known pitfalls").
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from typing import TYPE_CHECKING
+
+from scrapy.core.downloader.handlers.base import BaseDownloadHandler
+from scrapy.http import Response
+from scrapy.utils.defer import maybe_deferred_to_future
+from scrapy.utils.httpobj import urlparse_cached
+from twisted.internet.defer import DeferredSemaphore
+
+from crawler.smtp.client import ProbeConfig, probe_once
+from crawler.smtp.facts import Probe
+from crawler.smtp.tls import client_context
+
+if TYPE_CHECKING:
+    from scrapy import Request
+    from scrapy.crawler import Crawler
+    from scrapy.settings import BaseSettings
+
+    from crawler.smtp.facts import Attempt
+
+logger = logging.getLogger(__name__)
+
+
+class SmtpResponse(Response):
+    attributes: tuple[str, ...] = (*Response.attributes, "probe")
+
+    def __init__(self, *args, probe: Probe, **kwargs):
+        self.probe = probe
+        super().__init__(*args, **kwargs)
+
+
+def ehlo_name(settings: BaseSettings) -> str:
+    """SMTP_EHLO_NAME, or the machine's FQDN; a bare name earns a loud warning,
+    because servers refuse it at EHLO and the target would look like `none`."""
+    name = settings.get("SMTP_EHLO_NAME") or socket.getfqdn()
+    if "." not in name.strip("."):
+        logger.warning(
+            "SMTP_EHLO_NAME %r is not fully qualified: many servers refuse such an EHLO "
+            "and the scan would report false results; set -s SMTP_EHLO_NAME=host.example.org",
+            name,
+        )
+    return name
+
+
+def probe_config(settings: BaseSettings) -> ProbeConfig:
+    """The probe's settings, checked once; raises ValueError on a bad value."""
+    if settings.getint("SMTP_MAX_PER_IP") < 1 or settings.getint("SMTP_RETRIES") < 0:
+        raise ValueError("SMTP_MAX_PER_IP must be >= 1 and SMTP_RETRIES >= 0")
+    return ProbeConfig(  # checks the timeouts and the EHLO name itself
+        ehlo_name=ehlo_name(settings),
+        connect_timeout=settings.getfloat("SMTP_CONNECT_TIMEOUT"),
+        banner_timeout=settings.getfloat("SMTP_BANNER_TIMEOUT"),
+        command_timeout=settings.getfloat("SMTP_COMMAND_TIMEOUT"),
+        tls_timeout=settings.getfloat("SMTP_TLS_TIMEOUT"),
+        probe_timeout=settings.getfloat("SMTP_PROBE_TIMEOUT"),
+    )
+
+
+class SmtpDownloadHandler(BaseDownloadHandler):
+    lazy = False
+
+    def __init__(self, crawler: Crawler):
+        super().__init__(crawler)
+        settings = crawler.settings
+        self.config = probe_config(settings)
+        self.default_port = settings.getint("SMTP_PORT")
+        self.retries = settings.getint("SMTP_RETRIES")
+        self.retry_delay = settings.getfloat("SMTP_RETRY_DELAY")
+        self.max_per_ip = settings.getint("SMTP_MAX_PER_IP")
+        self.context = client_context()  # one shared Context: building one per probe is costly
+        self._per_ip: dict[str, DeferredSemaphore] = {}
+
+    async def download_request(self, request: Request) -> Response:
+        url = urlparse_cached(request)
+        ip, port = url.hostname or "", url.port or self.default_port
+        probe = Probe(ip, port, request.meta["sni"])
+        started = time.monotonic()
+        for attempt_number in range(1 + self.retries):
+            if attempt_number:
+                await self._sleep(self.retry_delay)
+            attempt = await self._attempt(probe)
+            probe.attempts.append(attempt)
+            if not attempt.transient:
+                break
+        request.meta["download_latency"] = time.monotonic() - started
+        return SmtpResponse(url=request.url, request=request, probe=probe)
+
+    async def _attempt(self, probe: Probe) -> Attempt:
+        """One connection, waiting for a free slot of this IP's cap."""
+        limit = self._per_ip.setdefault(probe.ip, DeferredSemaphore(self.max_per_ip))
+        await maybe_deferred_to_future(limit.acquire())
+        try:
+            return await maybe_deferred_to_future(
+                probe_once(probe.ip, probe.port, probe.sni, self.config, self.context)
+            )
+        finally:
+            limit.release()
+            if limit.tokens == limit.limit and not limit.waiting:
+                del self._per_ip[probe.ip]  # keep the map as small as the IPs in flight
+
+    @staticmethod
+    async def _sleep(seconds: float) -> None:
+        from twisted.internet import reactor
+        from twisted.internet.task import deferLater
+
+        await maybe_deferred_to_future(deferLater(reactor, seconds))

@@ -1,0 +1,73 @@
+"""Settings of the mxcensus crawler (see README, "Settings").
+
+Grouped by part, enabling flags first, units in comments. Every value can be
+overridden with ``scrapy crawl tld_mx -s NAME=value``.
+"""
+
+BOT_NAME = "mxcensus"
+SPIDER_MODULES = ["crawler.spiders"]
+NEWSPIDER_MODULE = "crawler.spiders"
+COMMANDS_MODULE = "crawler.commands"
+
+# --- Storage -------------------------------------------------------------
+DATABASE_URL = "sqlite:///mxcensus.sqlite"
+DATABASE_BATCH_SIZE = 500  # rows per table per write
+DATABASE_FLUSH_INTERVAL = 2.0  # seconds between writes of a partial batch
+
+ITEM_PIPELINES = {
+    "pipelines.store.StorePipeline": 800,
+}
+
+# --- DNS (dnspython through the `dns` download handler) -------------------
+DNS_NAMESERVERS = ""  # "ip", "ip:port" or "[ipv6]:port", comma-separated; "" = system resolver
+DNS_TIMEOUT = 5.0  # seconds per try (Scrapy's own resolver reads the same name)
+DNS_TRIES = 3  # tries per query before a timeout is final
+
+# --- SMTP / STARTTLS probe (the `smtp` download handler) -----------------
+SMTP_PORT = 25
+SMTP_EHLO_NAME = ""  # "" = the machine's FQDN; must be fully qualified
+SMTP_CONNECT_TIMEOUT = 10.0  # seconds
+SMTP_BANNER_TIMEOUT = 30.0  # seconds: tarpits and postscreen delay greetings
+SMTP_COMMAND_TIMEOUT = 30.0  # seconds per command reply
+SMTP_TLS_TIMEOUT = 30.0  # seconds for the TLS handshake
+SMTP_PROBE_TIMEOUT = 120.0  # seconds: total deadline per attempt
+SMTP_RETRIES = 1  # further attempts after a transient outcome
+SMTP_RETRY_DELAY = 30.0  # seconds before a retry
+SMTP_MAX_PER_IP = 1  # concurrent connections to one IP
+SMTP_SNI_PROBES = 4  # probes per IP per run with different SNI names
+SMTP_IPV6 = "auto"  # auto | on | off
+
+TLS_CA_BUNDLE = ""  # "" = certifi's bundle
+
+# --- Targets --------------------------------------------------------------
+ALLOW_NONPUBLIC_TARGETS = False  # loopback, private, reserved addresses are skipped
+EXCLUDE_FILE = ""  # domains and CIDR ranges never to scan
+
+# --- Scrapy ---------------------------------------------------------------
+DOWNLOAD_HANDLERS = {
+    "dns": "crawler.handlers.dns.DnsDownloadHandler",
+    "smtp": "crawler.handlers.smtp.SmtpDownloadHandler",
+}
+CONCURRENT_REQUESTS = 64
+CONCURRENT_REQUESTS_PER_DOMAIN = 64  # the per-IP cap lives in the SMTP handler
+CONCURRENT_ITEMS = 4  # more spawns tasks per callback output (DESIGN.md pitfalls)
+DOWNLOAD_DELAY = 0
+DOWNLOAD_TIMEOUT = 600  # only a safety net: the handlers enforce their own deadlines
+# Each domain and each IP is requested once by the spider itself; Scrapy's
+# fingerprint set would grow with the list for nothing.
+DUPEFILTER_CLASS = "scrapy.dupefilters.BaseDupeFilter"
+SCHEDULER_PRIORITY_QUEUE = "scrapy.pqueues.ScrapyPriorityQueue"
+
+# HTTP-only or harmful here (DESIGN.md, "Known pitfalls").
+ROBOTSTXT_OBEY = False
+RETRY_ENABLED = False  # the SMTP handler retries transient outcomes itself
+COOKIES_ENABLED = False
+METAREFRESH_ENABLED = False
+HTTPPROXY_ENABLED = False
+TELNETCONSOLE_ENABLED = False
+REMOTE_CONTROL_ENABLED = False
+REDIRECT_ENABLED = True  # for fetching a list by URL
+# REFERER_ENABLED stays on: without it every crawl warns that redirects drop the Referer.
+
+LOG_LEVEL = "INFO"
+TWISTED_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"

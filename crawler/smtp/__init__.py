@@ -1,0 +1,1 @@
+"""SMTP/STARTTLS probing: reply parsing, the client protocol, TLS setup, facts."""

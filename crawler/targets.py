@@ -1,0 +1,83 @@
+"""Which addresses may be probed: public-address rule, exclusions, IPv6 reach."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from schema.vocab import SkipReason
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class Exclusions:
+    """Domains (and their subdomains) and networks whose owners asked not to be scanned."""
+
+    domains: frozenset[str] = frozenset()
+    networks: tuple[IPNetwork, ...] = ()
+
+    @classmethod
+    def from_file(cls, path: str) -> Exclusions:
+        if not path:
+            return cls()
+        domains, networks = set(), []
+        for raw in Path(path).read_text(encoding="utf-8").splitlines():
+            item = raw.split("#", 1)[0].strip().lower().rstrip(".")
+            if not item:
+                continue
+            try:
+                networks.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                domains.add(item)
+        return cls(frozenset(domains), tuple(networks))
+
+    def excludes_domain(self, domain: str) -> bool:
+        labels = domain.split(".")
+        return any(".".join(labels[i:]) in self.domains for i in range(len(labels)))
+
+    def excludes_ip(self, ip: str) -> bool:
+        address = ipaddress.ip_address(ip)
+        return any(address in net for net in self.networks)
+
+
+@lru_cache(maxsize=1)
+def has_global_ipv6_address() -> bool:
+    """Whether this machine has a global IPv6 address (not link-local, ULA or loopback)."""
+    try:
+        rows = Path("/proc/net/if_inet6").read_text().splitlines()
+    except OSError:
+        return False
+    addresses = (ipaddress.IPv6Address(int(row.split()[0], 16)) for row in rows if row.strip())
+    return any(a.is_global for a in addresses)
+
+
+@dataclass
+class TargetPolicy:
+    allow_nonpublic: bool = False
+    ipv6: str = "auto"  # auto | on | off
+    exclusions: Exclusions = field(default_factory=Exclusions)
+
+    def __post_init__(self) -> None:
+        if self.ipv6 not in ("auto", "on", "off"):
+            raise ValueError(f"SMTP_IPV6 must be auto, on or off, not {self.ipv6!r}")
+
+    def skip_reason(self, ip: str) -> SkipReason | None:
+        """Why this address must not be probed, or None to probe it."""
+        address = ipaddress.ip_address(ip)
+        if self.exclusions.excludes_ip(ip):
+            return SkipReason.EXCLUDED
+        if not address.is_global and not self.allow_nonpublic:
+            return SkipReason.NON_PUBLIC_ADDRESS
+        if address.version == 6 and not self._ipv6_reachable(address):
+            return SkipReason.IPV6_DISABLED
+        return None
+
+    def _ipv6_reachable(self, address: ipaddress.IPv6Address) -> bool:
+        if self.ipv6 == "off":
+            return False
+        if self.ipv6 == "on" or address.is_loopback:
+            return True
+        return has_global_ipv6_address()

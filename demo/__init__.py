@@ -1,0 +1,1 @@
+"""`make demo`: scan the local test network and compare with its declarations."""

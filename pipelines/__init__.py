@@ -1,0 +1,1 @@
+"""Item pipelines: facts → rows (and, later, verdicts)."""

@@ -1,0 +1,140 @@
+"""Items → table rows (pure): one place that says how each fact is stored."""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import UTC, datetime
+from typing import Any
+
+from crawler.items import DomainItem, ProbeItem
+from crawler.smtp.facts import Attempt, Reply
+from pipelines.certinfo import describe, sha256_hex
+
+Rows = dict[str, list[dict[str, Any]]]
+
+
+def domain_rows(item: DomainItem, run_id: int, crawl_id: int) -> Rows:
+    dns = item.dns
+    rows: Rows = {
+        "domains": [
+            {
+                "run_id": run_id,
+                "domain": dns.domain,
+                "crawl_id": crawl_id,
+                "label": item.label,
+                "weight": item.weight,
+                "line": item.line,
+                "status": str(dns.status),
+                "null_mx": dns.null_mx,
+                "implicit_mx": any(r.implicit for r in dns.mx),
+                "mx_count": dns.mx_count,
+                "mx_rrset": list(dns.mx_rrset),
+                "dns_detail": dns.detail,
+            }
+        ],
+        "mx_records": [
+            {
+                "run_id": run_id,
+                "domain": dns.domain,
+                "mx_host": r.host,
+                "preference": r.preference,
+                "implicit": r.implicit,
+            }
+            for r in dns.mx
+        ],
+        "mx_hosts": [
+            {
+                "run_id": run_id,
+                "name": h.name,
+                "canonical_name": h.canonical,
+                "dns_outcome": str(h.outcome),
+                "dns_detail": h.detail,
+                "ip_literal": h.ip_literal,
+            }
+            for h in dns.hosts
+        ],
+    }
+    skipped = {(host, ip): reason for host, ip, reason in item.skipped}
+    rows["mx_addresses"] = [
+        {
+            "run_id": run_id,
+            "mx_host": h.name,
+            "ip": ip,
+            "family": ipaddress.ip_address(ip).version,
+            "skip_reason": skipped.get((h.name, ip)),
+        }
+        for h in dns.hosts
+        for ip in h.addresses
+    ]
+    return rows
+
+
+def _code(reply: Reply | None) -> int | None:
+    return reply.code if reply else None
+
+
+def _text(reply: Reply | None) -> str | None:
+    return reply.text if reply else None
+
+
+def _epoch(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def attempt_summary(attempt: Attempt) -> dict[str, Any]:
+    """What each attempt leaves in `probes.attempts` (the last one also fills the columns)."""
+    return {
+        "started_at": _epoch(attempt.started_at).isoformat(),
+        "outcome": str(attempt.outcome or "tls"),
+        "error": attempt.error and str(attempt.error),
+        "error_stage": attempt.error_stage and str(attempt.error_stage),
+        "error_detail": attempt.error_detail,
+        "timings": attempt.timings,
+        "transcript": [list(entry) for entry in attempt.transcript],
+    }
+
+
+def probe_rows(item: ProbeItem, run_id: int, crawl_id: int) -> Rows:
+    probe, final = item.probe, item.probe.final
+    tls = final.tls
+    chain = [sha256_hex(der) for der in tls.chain_der] if tls else None
+    row = {
+        "run_id": run_id,
+        "crawl_id": crawl_id,
+        "ip": probe.ip,
+        "port": probe.port,
+        "sni": probe.sni,
+        "started_at": _epoch(probe.attempts[0].started_at),
+        "attempt_count": len(probe.attempts),
+        "wire_outcome": str(final.outcome or "tls"),
+        "error": final.error and str(final.error),
+        "error_stage": final.error_stage and str(final.error_stage),
+        "error_detail": final.error_detail,
+        "flags": ",".join(sorted(final.flags)) or None,
+        "banner_code": _code(final.banner),
+        "banner_text": _text(final.banner),
+        "ehlo_code": _code(final.ehlo),
+        "ehlo_text": _text(final.ehlo),
+        "helo_code": _code(final.helo),
+        "helo_text": _text(final.helo),
+        "extensions": " ".join(final.extensions) or None,
+        "starttls_advertised": final.starttls_advertised,
+        "starttls_code": _code(final.starttls_reply),
+        "starttls_text": _text(final.starttls_reply),
+        "plaintext_after_starttls": final.plaintext_after_starttls or None,
+        "tls_version": tls and tls.version,
+        "cipher": tls and tls.cipher,
+        "forward_secrecy": tls and tls.forward_secrecy,
+        "kx_group": tls and tls.kx_group,
+        "cert_sha256": chain[0] if chain else None,
+        "chain": chain,
+        "post_tls_ehlo_code": _code(final.post_tls_ehlo),
+        "post_tls_ehlo_text": _text(final.post_tls_ehlo),
+        "post_tls_extensions": " ".join(final.post_tls_extensions) or None,
+        "quit_sent": final.quit_sent,
+        "timings": final.timings,
+        "transcript": [list(entry) for entry in final.transcript],
+        "attempts": [attempt_summary(a) for a in probe.attempts],
+    }
+    certificates = [describe(der) for der in tls.chain_der] if tls else []
+    return {"probes": [row], "certificates": certificates}

@@ -1,0 +1,1 @@
+"""mxcensus storage: vocabulary, SQLAlchemy models and SQL views."""

@@ -1,0 +1,40 @@
+"""Engines for DATABASE_URL, and the dialect-neutral "insert unless present"."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+
+
+def engine_for(url: str, **kwargs: Any) -> Engine:
+    """Create the engine for DATABASE_URL.
+
+    SQLAlchemy 2.1 maps a bare `postgresql://` to psycopg 3; the project ships
+    psycopg2, so the scheme is pinned to it (DESIGN.md, "Known pitfalls").
+    """
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg2")
+    engine = create_engine(parsed, **kwargs)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers (reports, sqlite3 shells) query while a crawl writes.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def insert_ignore(engine: Engine, table: Table):
+    """INSERT … ON CONFLICT DO NOTHING: facts shared across domains, crawls and
+    shards (an MX host, an address, a certificate) are written once."""
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table).on_conflict_do_nothing()

@@ -1,0 +1,174 @@
+"""SQLAlchemy models: the raw facts of each run, normalised.
+
+Natural keys (run, domain / MX host / IP) link the units, so crawls and shards
+of one run can write independently and a second domain naming a known MX host
+or IP links to it. Verdicts are derived from these facts (see views.py).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    # none_as_null: a missing fact is SQL NULL, not the JSON text 'null'.
+    type_annotation_map = {
+        dict[str, Any]: JSON(none_as_null=True),
+        list[Any]: JSON(none_as_null=True),
+        datetime: DateTime(timezone=True),
+    }
+
+
+class Run(Base):
+    """One logical measurement; several crawls (shards, resumptions) may feed it."""
+
+    __tablename__ = "runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime]
+
+
+class Crawl(Base):
+    """One process's part of a run: what makes it reproducible, and its counts."""
+
+    __tablename__ = "crawls"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), index=True)
+    label: Mapped[str | None] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(Text)
+    source_sha256: Mapped[str | None] = mapped_column(String(64))
+    shard: Mapped[str | None] = mapped_column(String(20))
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(String(20))  # running | finished | interrupted | failed
+    finish_reason: Mapped[str | None] = mapped_column(String(100))
+    versions: Mapped[dict[str, Any]]
+    settings: Mapped[dict[str, Any]]
+    counts: Mapped[dict[str, Any] | None]
+
+
+class Domain(Base):
+    __tablename__ = "domains"
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    domain: Mapped[str] = mapped_column(String(253), primary_key=True)
+    crawl_id: Mapped[int] = mapped_column(ForeignKey("crawls.id"))
+    label: Mapped[str | None] = mapped_column(String(200))
+    weight: Mapped[float | None] = mapped_column(Float)
+    line: Mapped[int] = mapped_column(Integer)  # line of the input list
+    status: Mapped[str] = mapped_column(String(30))
+    null_mx: Mapped[bool] = mapped_column(Boolean)
+    implicit_mx: Mapped[bool] = mapped_column(Boolean)
+    mx_count: Mapped[int] = mapped_column(Integer)
+    mx_rrset: Mapped[list[Any]]  # the MX answer as text
+    dns_detail: Mapped[str | None] = mapped_column(Text)
+
+
+class MxRecord(Base):
+    """Which MX hosts a domain names (or its implicit MX), with preference."""
+
+    __tablename__ = "mx_records"
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    domain: Mapped[str] = mapped_column(String(253), primary_key=True)
+    mx_host: Mapped[str] = mapped_column(String(253), primary_key=True, index=True)
+    preference: Mapped[int] = mapped_column(Integer)
+    implicit: Mapped[bool] = mapped_column(Boolean)
+
+
+class MxHost(Base):
+    """An MX host's own DNS outcome, resolved once per run."""
+
+    __tablename__ = "mx_hosts"
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(253), primary_key=True)
+    canonical_name: Mapped[str | None] = mapped_column(String(253))  # CNAME target
+    dns_outcome: Mapped[str] = mapped_column(String(20))
+    dns_detail: Mapped[str | None] = mapped_column(Text)
+    ip_literal: Mapped[bool] = mapped_column(Boolean)
+
+
+class MxAddress(Base):
+    """An address of an MX host: a target (MX host, IP); skipped ones say why."""
+
+    __tablename__ = "mx_addresses"
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    mx_host: Mapped[str] = mapped_column(String(253), primary_key=True)
+    ip: Mapped[str] = mapped_column(String(45), primary_key=True, index=True)
+    family: Mapped[int] = mapped_column(Integer)  # 4 or 6
+    skip_reason: Mapped[str | None] = mapped_column(String(30))
+
+
+class Probe(Base):
+    """One probe of one IP:port with one SNI; columns hold the judging (last) attempt."""
+
+    __tablename__ = "probes"
+    __table_args__ = (UniqueConstraint("run_id", "ip", "port", "sni"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
+    crawl_id: Mapped[int] = mapped_column(ForeignKey("crawls.id"))
+    ip: Mapped[str] = mapped_column(String(45))
+    port: Mapped[int] = mapped_column(Integer)
+    sni: Mapped[str] = mapped_column(String(253))
+    started_at: Mapped[datetime]
+    attempt_count: Mapped[int] = mapped_column(Integer)
+    # How far the conversation got: error | none | failure | tls (TLS negotiated;
+    # strict or opportunistic is the certificate's verdict, judged apart).
+    wire_outcome: Mapped[str] = mapped_column(String(20))
+    error: Mapped[str | None] = mapped_column(String(30))
+    error_stage: Mapped[str | None] = mapped_column(String(20))
+    error_detail: Mapped[str | None] = mapped_column(Text)
+    flags: Mapped[str | None] = mapped_column(String(200))  # sorted, comma-separated
+    banner_code: Mapped[int | None] = mapped_column(Integer)
+    banner_text: Mapped[str | None] = mapped_column(Text)
+    ehlo_code: Mapped[int | None] = mapped_column(Integer)
+    ehlo_text: Mapped[str | None] = mapped_column(Text)
+    helo_code: Mapped[int | None] = mapped_column(Integer)
+    helo_text: Mapped[str | None] = mapped_column(Text)
+    extensions: Mapped[str | None] = mapped_column(Text)  # EHLO keywords, space-separated
+    starttls_advertised: Mapped[bool | None] = mapped_column(Boolean)
+    starttls_code: Mapped[int | None] = mapped_column(Integer)
+    starttls_text: Mapped[str | None] = mapped_column(Text)
+    plaintext_after_starttls: Mapped[bytes | None] = mapped_column(LargeBinary)
+    tls_version: Mapped[str | None] = mapped_column(String(10))
+    cipher: Mapped[str | None] = mapped_column(String(60))
+    forward_secrecy: Mapped[bool | None] = mapped_column(Boolean)
+    kx_group: Mapped[str | None] = mapped_column(String(40))
+    cert_sha256: Mapped[str | None] = mapped_column(String(64), index=True)  # the leaf
+    chain: Mapped[list[Any] | None]  # SHA-256 of each certificate as sent, leaf first
+    post_tls_ehlo_code: Mapped[int | None] = mapped_column(Integer)
+    post_tls_ehlo_text: Mapped[str | None] = mapped_column(Text)
+    post_tls_extensions: Mapped[str | None] = mapped_column(Text)
+    quit_sent: Mapped[bool] = mapped_column(Boolean)
+    timings: Mapped[dict[str, Any]]  # stage -> seconds
+    transcript: Mapped[list[Any]]  # [direction, line] pairs, bounded
+    attempts: Mapped[list[Any]]  # every attempt: started_at, outcome, error, stage, detail, timings
+
+
+class Certificate(Base):
+    """A certificate as sent, stored once by SHA-256 of its DER."""
+
+    __tablename__ = "certificates"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+    subject: Mapped[str | None] = mapped_column(Text)
+    issuer: Mapped[str | None] = mapped_column(Text)
+    not_before: Mapped[datetime | None]
+    not_after: Mapped[datetime | None]
+    key_type: Mapped[str | None] = mapped_column(String(20))
+    key_bits: Mapped[int | None] = mapped_column(Integer)
+    san_dns: Mapped[list[Any] | None]
+    parse_error: Mapped[str | None] = mapped_column(Text)

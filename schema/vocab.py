@@ -1,0 +1,99 @@
+"""The stable vocabulary of mxcensus (see DESIGN.md, "Vocabulary").
+
+Reports, SQL views and users depend on these strings: add, never rename.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Category(StrEnum):
+    """A target's verdict, best to worst (after Facebook's STARTTLS report)."""
+
+    STRICT = "strict"
+    OPPORTUNISTIC = "opportunistic"
+    FAILURE = "failure"
+    NONE = "none"
+    ERROR = "error"
+
+
+class Reason(StrEnum):
+    """Why strict validation failed; a target may have several."""
+
+    SELF_SIGNED = "self_signed"
+    UNTRUSTED_CA = "untrusted_ca"
+    HOSTNAME_MISMATCH = "hostname_mismatch"
+    EXPIRED = "expired"
+    NOT_YET_VALID = "not_yet_valid"
+    WEAK_KEY = "weak_key"
+    INVALID_CHAIN = "invalid_chain"
+
+
+class ErrorCode(StrEnum):
+    """One code per `error` or `failure` target."""
+
+    CONNECTION_REFUSED = "connection_refused"
+    CONNECTION_TIMEOUT = "connection_timeout"
+    UNREACHABLE = "unreachable"
+    CONNECTION_CLOSED = "connection_closed"
+    TIMEOUT = "timeout"
+    GREETING_REJECTED = "greeting_rejected"
+    EHLO_REJECTED = "ehlo_rejected"
+    STARTTLS_REJECTED = "starttls_rejected"
+    TLS_HANDSHAKE_FAILED = "tls_handshake_failed"
+    PROTOCOL_ERROR = "protocol_error"
+
+
+class Stage(StrEnum):
+    """Where in the conversation an error or failure happened."""
+
+    CONNECT = "connect"
+    BANNER = "banner"
+    EHLO = "ehlo"
+    HELO = "helo"
+    STARTTLS = "starttls"
+    TLS = "tls"
+
+
+class Flag(StrEnum):
+    """Facts worth a flag that do not change the category."""
+
+    EHLO_REFUSED = "ehlo_refused"
+    POST_TLS_EHLO_FAILED = "post_tls_ehlo_failed"
+    PLAINTEXT_AFTER_STARTTLS = "plaintext_after_starttls"
+
+
+class DomainStatus(StrEnum):
+    OK = "ok"
+    NULL_MX = "null_mx"
+    NXDOMAIN = "nxdomain"
+    SERVFAIL = "servfail"
+    DNS_TIMEOUT = "dns_timeout"
+    NO_MX_NO_ADDRESS = "no_mx_no_address"
+    MX_WITHOUT_ADDRESS = "mx_without_address"
+    INVALID = "invalid"
+
+
+class HostDnsOutcome(StrEnum):
+    """How resolving one MX host's addresses went."""
+
+    OK = "ok"
+    NXDOMAIN = "nxdomain"
+    SERVFAIL = "servfail"
+    TIMEOUT = "timeout"
+    NO_ADDRESS = "no_address"
+
+
+class SkipReason(StrEnum):
+    """Why a target was deliberately not probed (its category is NULL)."""
+
+    NON_PUBLIC_ADDRESS = "non_public_address"
+    EXCLUDED = "excluded"
+    IPV6_DISABLED = "ipv6_disabled"
+    IP_LITERAL_MX = "ip_literal_mx"
+
+
+# Transient outcomes are retried (DESIGN.md): connection_timeout, a timeout or close
+# before the EHLO reply, and a 4xx greeting or EHLO.
+PRE_EHLO_STAGES = frozenset({Stage.CONNECT, Stage.BANNER, Stage.EHLO, Stage.HELO})

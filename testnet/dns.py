@@ -1,0 +1,172 @@
+"""The authoritative DNS server for the spec's zone (twisted.names), over UDP and TCP.
+
+Answers MX, A, AAAA, CNAME and TXT from the spec; NXDOMAIN (with the SOA, RFC 2308) for
+unknown names in the zone; NODATA for names that exist without the asked type, empty
+non-terminals included (RFC 8020); SERVFAIL or silence for the names the spec says;
+REFUSED for names outside the zone, as an authoritative-only server does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from twisted.internet import defer
+from twisted.names import dns
+from twisted.names.authority import FileAuthority
+from twisted.names.server import DNSServerFactory
+from twisted.python.failure import Failure
+
+from testnet.spec import Spec
+
+TTL = 60
+MAX_CNAME_CHAIN = 8
+
+
+class SpecAuthority(FileAuthority):
+    """A FileAuthority fed from the spec instead of a zone file."""
+
+    def __init__(self, spec: Spec) -> None:
+        super().__init__(spec)  # FileAuthority calls loadFile(spec)
+
+    def loadFile(self, spec: Spec) -> None:
+        zone = spec.zone.encode("ascii")
+        ns = b"ns." + zone
+        self.soa = (
+            zone,
+            dns.Record_SOA(
+                mname=ns,
+                rname=b"hostmaster." + zone,
+                serial=1,
+                refresh=3600,
+                retry=600,
+                expire=86400,
+                minimum=TTL,
+                ttl=TTL,
+            ),
+        )
+        records: dict[bytes, list[dns.IEncodableRecord]] = {
+            zone: [self.soa[1], dns.Record_NS(ns, ttl=TTL)],
+            ns: [dns.Record_A(spec.dns_ip, ttl=TTL)]
+            if ":" not in spec.dns_ip
+            else [dns.Record_AAAA(spec.dns_ip, ttl=TTL)],
+        }
+        for entry in spec.names():
+            if entry.dns is not None:
+                continue  # nxdomain: absent; servfail and timeout: handled by the factory
+            owner = entry.name.encode("ascii")
+            records[owner] = list(_records(entry))
+        # Ancestors of declared names exist, empty (RFC 8020): NODATA, not NXDOMAIN.
+        for owner in list(records):
+            labels = owner.split(b".")
+            for i in range(1, len(labels)):
+                parent = b".".join(labels[i:])
+                if len(parent) > len(zone) and parent.endswith(b"." + zone):
+                    records.setdefault(parent, [])
+        self.records = records
+
+    def answer(self, name: bytes, qtype: int) -> Answer:
+        """The whole response for one question. Like FileAuthority._lookup, but CNAMEs are
+        chased for every type (RFC 1034 4.3.2 step 3a: an MX query on an alias gets the
+        CNAME and the MX) and the SOA comes with NXDOMAIN and NODATA (RFC 2308)."""
+        owner = name.lower().rstrip(b".")
+        if owner not in self.records:
+            return Answer(dns.ENAME, [], [_rr(*self.soa)], [])
+        answers: list[dns.RRHeader] = []
+        for _ in range(MAX_CNAME_CHAIN):
+            records = self.records[owner]
+            matching = [r for r in records if qtype in (r.TYPE, dns.ALL_RECORDS)]
+            cname = next((r for r in records if r.TYPE == dns.CNAME), None)
+            if matching or cname is None:
+                answers += [_rr(owner, r) for r in matching]
+                break
+            answers.append(_rr(owner, cname))
+            owner = cname.name.name.lower()
+            if owner not in self.records:
+                break  # validated away: a CNAME target is always declared
+        # RFC 1034 4.3.2 step 6: the addresses of MX exchanges, unless already answered.
+        answered = {(a.name.name, a.type) for a in answers}
+        additional = [
+            rr
+            for rr in self._additionalRecords([a for a in answers if a.type == dns.MX], [], TTL)
+            if (rr.name.name, rr.type) not in answered
+        ]
+        found = any(a.type == qtype for a in answers) or (qtype == dns.ALL_RECORDS and answers)
+        return Answer(dns.OK, answers, [] if found else [_rr(*self.soa)], additional)
+
+    def _lookup(self, name, cls, type, timeout=None):
+        # The IResolver path (e.g. when chained into another server); the factory below
+        # calls `answer` directly, for every query type.
+        result = self.answer(name, type)
+        if result.rcode == dns.ENAME:
+            return defer.fail(Failure(dns.AuthoritativeDomainError(name)))
+        return defer.succeed((result.answers, result.authority, result.additional))
+
+
+@dataclass
+class Answer:
+    rcode: int
+    answers: list[dns.RRHeader]
+    authority: list[dns.RRHeader]
+    additional: list[dns.RRHeader]
+
+
+def _rr(owner: bytes, record: dns.IEncodableRecord) -> dns.RRHeader:
+    return dns.RRHeader(owner, record.TYPE, dns.IN, TTL, record, auth=True)
+
+
+def _records(entry) -> Iterator[dns.IEncodableRecord]:
+    for mx in entry.mx:
+        # An empty exchange encodes as the root: "MX 0 ." (RFC 7505).
+        yield dns.Record_MX(mx.preference, mx.exchange.encode("ascii"), ttl=TTL)
+    for address in entry.a:
+        yield dns.Record_A(address, ttl=TTL)
+    for address in entry.aaaa:
+        yield dns.Record_AAAA(address, ttl=TTL)
+    if entry.cname:
+        yield dns.Record_CNAME(entry.cname.encode("ascii"), ttl=TTL)
+    for text in entry.txt:
+        yield dns.Record_TXT(text.encode("utf-8"), ttl=TTL)
+
+
+class SpecDNSFactory(DNSServerFactory):
+    """Routes each query: silence, SERVFAIL, REFUSED or the authority's answer."""
+
+    def __init__(self, spec: Spec) -> None:
+        self.authority = SpecAuthority(spec)
+        super().__init__(authorities=[self.authority])
+        self.zone = spec.zone.encode("ascii")
+        self.servfail = {n.name.encode() for n in spec.names() if n.dns == "servfail"}
+        self.drop = {n.name.encode() for n in spec.names() if n.dns == "timeout"}
+
+    def handleQuery(self, message, protocol, address):
+        query = message.queries[0]
+        name = query.name.name.lower().rstrip(b".")
+        if name in self.drop:
+            # An unresponsive server: no reply at all, over UDP or TCP; the client times out.
+            return None
+        if name in self.servfail:
+            return self._send(message, protocol, address, dns.ESERVER)
+        if name != self.zone and not name.endswith(b"." + self.zone):
+            return self._send(message, protocol, address, dns.EREFUSED)
+        result = self.authority.answer(name, query.type)
+        return self._send(
+            message,
+            protocol,
+            address,
+            result.rcode,
+            result.answers,
+            result.authority,
+            result.additional,
+        )
+
+    def _send(self, message, protocol, address, rcode, answers=(), authority=(), extra=()) -> None:
+        response = self._responseFromMessage(
+            message=message,
+            rCode=rcode,
+            answers=list(answers),
+            authority=list(authority),
+            additional=list(extra),
+        )
+        response.auth = rcode in (dns.OK, dns.ENAME)
+        self.sendReply(protocol, response, address)

@@ -1,0 +1,175 @@
+"""Real crawls of the whole test network (SQLite and PostgreSQL): the stored
+facts must be what the network's hand-written declarations imply."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from itertools import pairwise
+
+from demo.check import compare, scanned_domains
+from demo.scan import EHLO_NAME
+from pipelines.certinfo import sha256_hex
+from tests.conftest import json_value
+
+FORBIDDEN_VERBS = {"MAIL", "RCPT", "DATA", "VRFY", "EXPN", "RSET", "AUTH", "BDAT"}
+
+
+def test_the_crawl_is_recorded(scan, spec):
+    crawl = scan.crawl_record()
+    assert crawl["status"] == "finished" and crawl["finish_reason"] == "finished"
+    listed = crawl["counts"]["list"]
+    assert listed["invalid"] == spec.expected_invalid
+    assert listed["duplicates"] == spec.expected_duplicates
+    assert listed["entries"] == len(spec.expected_domains())
+    assert crawl["label"] == "testnet"
+    assert crawl["versions"]["openssl"].startswith("OpenSSL")
+    assert crawl["versions"]["scrapy"] == "2.19.0"
+    assert crawl["versions"]["trust_store"]["sha256"]
+    assert crawl["settings"]["SMTP_EHLO_NAME"] == EHLO_NAME
+    assert len(crawl["source_sha256"]) == 64
+
+
+def test_every_domain_has_its_declared_status(scan, spec):
+    assert scanned_domains(scan.engine, scan.run_id) == {
+        d: str(s) for d, s in spec.expected_domains().items()
+    }
+
+
+def test_every_target_shows_what_its_declaration_implies(scan, spec):
+    assert compare(spec, scan.engine, scan.run_id) == []
+
+
+def test_mx_hosts_keep_their_own_dns_outcome(scan, spec):
+    rows = scan.rows("SELECT name, dns_outcome, canonical_name FROM mx_hosts WHERE run_id = :run")
+    outcomes = {
+        r["name"]: r["dns_outcome"]
+        for r in rows
+        if r["dns_outcome"] != "no_address" or r["name"] in spec.expected_hosts()
+    }
+    for name, outcome in spec.expected_hosts().items():
+        assert outcomes.get(name) == str(outcome), name
+    aliases = {r["name"]: r["canonical_name"] for r in rows if r["canonical_name"]}
+    declared = {h.name: h.cname for h in spec.names() if h.cname and h.name in outcomes}
+    assert declared and all(aliases.get(name) == target for name, target in declared.items())
+
+
+def test_implicit_and_null_mx_are_flagged(scan, spec):
+    rows = {r["domain"]: r for r in scan.rows("SELECT * FROM domains WHERE run_id = :run")}
+    for domain, status in spec.expected_domains().items():
+        hosts = spec.mx_hosts(domain)
+        implicit = status == "ok" and any(is_implicit for _, is_implicit in hosts)
+        assert rows[domain]["implicit_mx"] == implicit, domain
+        assert rows[domain]["null_mx"] == (status == "null_mx"), domain
+    assert any(r["implicit_mx"] for r in rows.values())
+
+
+def test_each_ip_is_probed_once(scan):
+    probes = scan.rows("SELECT ip, port, sni FROM probes WHERE run_id = :run")
+    ips = [p["ip"] for p in probes]
+    assert len(ips) == len(set(ips))
+    probed = scan.rows(
+        "SELECT DISTINCT ip FROM mx_addresses WHERE run_id = :run AND skip_reason IS NULL"
+    )
+    assert {r["ip"] for r in probed} == set(ips)
+
+
+def test_wire_facts_match_the_servers_configuration(scan, spec):
+    """Banner text, EHLO keywords and TLS versions as each polite server is configured."""
+    probes = {p["ip"]: p for p in scan.rows("SELECT * FROM probes WHERE run_id = :run")}
+    checked = 0
+    for server in spec.servers.values():
+        probe, esmtp = probes.get(server.ip), server.esmtp
+        if probe is None or esmtp is None or probe["banner_code"] != 220 or server.decoy:
+            continue
+        checked += 1
+        assert probe["banner_text"] == "\n".join(esmtp.banner), server.name
+        if probe["ehlo_code"] == 250:
+            assert probe["starttls_advertised"] == esmtp.starttls, server.name
+            keywords = probe["extensions"].split()
+            assert ("STARTTLS" in keywords) == esmtp.starttls, server.name
+        if probe["tls_version"] and esmtp.tls and esmtp.tls.max_version:
+            order = ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]
+            assert order.index(probe["tls_version"]) <= order.index(esmtp.tls.max_version)
+    assert checked >= 10
+
+
+def test_tls_facts_agree_with_what_the_server_saw(scan):
+    """The server's own log (version, cipher, SNI) must tell the same story."""
+    probes = {p["ip"]: p for p in scan.rows("SELECT * FROM probes WHERE run_id = :run")}
+    sessions = [c for c in scan.connections if c["tls"]]
+    assert len(sessions) >= 10
+    for conn in sessions:
+        probe = probes[conn["ip"]]
+        assert probe["tls_version"] == conn["tls_version"], conn["server"]
+        assert probe["cipher"] == conn["cipher"], conn["server"]
+        assert probe["sni"] == conn["sni"], conn["server"]
+    no_fs = [p for p in probes.values() if p["cipher"] == "AES128-SHA"]
+    # SQLite returns booleans from plain SQL as 0/1.
+    assert no_fs and all(p["forward_secrecy"] in (False, 0) for p in no_fs)
+    assert any(p["tls_version"] == "TLSv1" for p in probes.values())
+    assert any(p["tls_version"] == "TLSv1.3" and p["forward_secrecy"] for p in probes.values())
+
+
+def test_chains_are_stored_once_as_sent(scan):
+    probes = scan.rows(
+        "SELECT chain, cert_sha256 FROM probes WHERE run_id = :run AND chain IS NOT NULL"
+    )
+    certs = {r["sha256"]: r for r in scan.rows("SELECT sha256, der FROM certificates")}
+    assert probes
+    for probe in probes:
+        chain = json_value(probe["chain"])
+        assert chain[0] == probe["cert_sha256"]
+        for fingerprint in chain:
+            assert sha256_hex(bytes(certs[fingerprint]["der"])) == fingerprint
+    uses = defaultdict(int)
+    for probe in probes:
+        uses[probe["cert_sha256"]] += 1
+    assert max(uses.values()) > 1, "a certificate served on several IPs is stored once"
+
+
+def test_the_scanner_is_polite(scan, spec):
+    """From the servers' own logs: one connection per IP (plus one retry after a
+    transient outcome), never two at once, the configured EHLO name, QUIT where
+    the conversation allowed it, and never MAIL FROM or any other command."""
+    expected = {t.ip: t for t in spec.expected_targets() if t.ip and not t.skip_reason}
+    probes = {p["ip"]: p for p in scan.rows("SELECT * FROM probes WHERE run_id = :run")}
+    by_ip = defaultdict(list)
+    for conn in scan.connections:
+        by_ip[conn["ip"]].append(conn)
+    assert set(by_ip) <= set(expected), "connections to addresses no target names"
+    for ip, conns in by_ip.items():
+        target = expected[ip]
+        assert len(conns) <= probes[ip]["attempt_count"], (ip, target.server, len(conns))
+        spans = sorted((c["start"], c["end"]) for c in conns)
+        assert all(a_end <= b_start for (_, a_end), (b_start, _) in pairwise(spans))
+        for conn in conns:
+            verbs = [c.split(" ", 1)[0].upper() for c in conn["commands"]]
+            assert not FORBIDDEN_VERBS & set(verbs), (ip, verbs)
+            ehlos = [c for c in conn["commands"] if c.upper().startswith(("EHLO", "HELO"))]
+            assert all(c.split(" ", 1)[1] == EHLO_NAME for c in ehlos), ehlos
+            if target.category in ("none", "strict", "opportunistic") and not target.flags:
+                assert verbs[-1] == "QUIT", (ip, target.server, verbs)
+
+
+def test_only_transient_outcomes_are_retried(scan, spec):
+    """DESIGN.md: a connect timeout, a timeout or close before the EHLO reply, and a
+    4xx greeting or EHLO are retried once (SMTP_RETRIES=1); nothing else is."""
+    for probe in scan.rows("SELECT * FROM probes WHERE run_id = :run"):
+        attempts = json_value(probe["attempts"])
+        assert len(attempts) == probe["attempt_count"]
+        first = attempts[0]
+        transient = first["error"] == "connection_timeout" or (
+            first["outcome"] == "error"
+            and (
+                first["error"] in ("timeout", "connection_closed")
+                or any(
+                    400 <= (code or 0) < 500
+                    for code in (probe["banner_code"], probe["ehlo_code"], probe["helo_code"])
+                )
+            )
+        )
+        assert probe["attempt_count"] == (2 if transient else 1), (probe["ip"], first)
+    retried = scan.rows(
+        "SELECT COUNT(*) AS n FROM probes WHERE run_id = :run AND attempt_count > 1"
+    )
+    assert retried[0]["n"] >= 3
