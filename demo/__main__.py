@@ -11,7 +11,7 @@ import sys
 import time
 
 from demo.check import compare
-from demo.scan import ROOT, crawl_command, testnet_settings
+from demo.scan import ROOT, crawl_command, scanner_settings
 from schema.db import engine_for
 from schema.summary import find_run, render, summarize
 from testnet import DEFAULT_SPEC, running
@@ -31,7 +31,7 @@ def main() -> int:
     domains.write_text("\n".join(spec.domain_lines) + "\n", encoding="utf-8")
     print(f"starting the test network ({len(spec.servers)} servers, {len(spec.domains)} domains)")
     with running(DEFAULT_SPEC, DEMO_DIR / "testnet") as state:
-        settings = {**testnet_settings(state), "DATABASE_URL": url, "LOG_LEVEL": "WARNING"}
+        settings = {**scanner_settings(state), "DATABASE_URL": url, "LOG_LEVEL": "WARNING"}
         command = crawl_command(domains, settings, "label=demo")
         print(f"scanning it: scrapy crawl tld_mx -a domains={domains.relative_to(ROOT)} …")
         started = time.monotonic()

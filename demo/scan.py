@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EHLO_NAME = "scanner.mxcensus.test"
 
 
-def testnet_settings(state: State) -> dict[str, str]:
+def scanner_settings(state: State) -> dict[str, str]:
     """Scanner settings that point at a running test network: its resolver, SMTP
     port and CA, the timeouts its spec was declared for, and loopback allowed."""
     return {

@@ -9,9 +9,11 @@ In tests: `with testnet.running(spec_path, state_dir) as state: ...`, and
 `testnet.spec.load(path)` for what the scan must yield. See DESIGN.md, "Test network".
 """
 
+from pathlib import Path
+
 from testnet.control import running
 from testnet.state import State
 
-DEFAULT_SPEC = __path__[0] + "/specs/internet.toml"
+DEFAULT_SPEC = str(Path(__file__).resolve().with_name("specs") / "internet.toml")
 
 __all__ = ["DEFAULT_SPEC", "State", "running"]

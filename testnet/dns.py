@@ -17,7 +17,7 @@ from twisted.names.authority import FileAuthority
 from twisted.names.server import DNSServerFactory
 from twisted.python.failure import Failure
 
-from testnet.spec import Spec
+from testnet.spec import DnsName, Spec
 
 TTL = 60
 MAX_CNAME_CHAIN = 8
@@ -29,7 +29,7 @@ class SpecAuthority(FileAuthority):
     def __init__(self, spec: Spec) -> None:
         super().__init__(spec)  # FileAuthority calls loadFile(spec)
 
-    def loadFile(self, spec: Spec) -> None:
+    def loadFile(self, spec: Spec) -> None:  # Twisted's hook, fed a spec, not a file name
         zone = spec.zone.encode("ascii")
         ns = b"ns." + zone
         self.soa = (
@@ -105,6 +105,8 @@ class SpecAuthority(FileAuthority):
 
 @dataclass
 class Answer:
+    """One response's rcode and sections."""
+
     rcode: int
     answers: list[dns.RRHeader]
     authority: list[dns.RRHeader]
@@ -115,7 +117,7 @@ def _rr(owner: bytes, record: dns.IEncodableRecord) -> dns.RRHeader:
     return dns.RRHeader(owner, record.TYPE, dns.IN, TTL, record, auth=True)
 
 
-def _records(entry) -> Iterator[dns.IEncodableRecord]:
+def _records(entry: DnsName) -> Iterator[dns.IEncodableRecord]:
     for mx in entry.mx:
         # An empty exchange encodes as the root: "MX 0 ." (RFC 7505).
         yield dns.Record_MX(mx.preference, mx.exchange.encode("ascii"), ttl=TTL)
@@ -139,34 +141,24 @@ class SpecDNSFactory(DNSServerFactory):
         self.servfail = {n.name.encode() for n in spec.names() if n.dns == "servfail"}
         self.drop = {n.name.encode() for n in spec.names() if n.dns == "timeout"}
 
-    def handleQuery(self, message, protocol, address):
+    def handleQuery(self, message: dns.Message, protocol: object, address: object) -> None:
         query = message.queries[0]
         name = query.name.name.lower().rstrip(b".")
         if name in self.drop:
             # An unresponsive server: no reply at all, over UDP or TCP; the client times out.
-            return None
+            return
         if name in self.servfail:
-            return self._send(message, protocol, address, dns.ESERVER)
-        if name != self.zone and not name.endswith(b"." + self.zone):
-            return self._send(message, protocol, address, dns.EREFUSED)
-        result = self.authority.answer(name, query.type)
-        return self._send(
-            message,
-            protocol,
-            address,
-            result.rcode,
-            result.answers,
-            result.authority,
-            result.additional,
-        )
-
-    def _send(self, message, protocol, address, rcode, answers=(), authority=(), extra=()) -> None:
+            result = Answer(dns.ESERVER, [], [], [])
+        elif name != self.zone and not name.endswith(b"." + self.zone):
+            result = Answer(dns.EREFUSED, [], [], [])
+        else:
+            result = self.authority.answer(name, query.type)
         response = self._responseFromMessage(
             message=message,
-            rCode=rcode,
-            answers=list(answers),
-            authority=list(authority),
-            additional=list(extra),
+            rCode=result.rcode,
+            answers=result.answers,
+            authority=result.authority,
+            additional=result.additional,
         )
-        response.auth = rcode in (dns.OK, dns.ENAME)
+        response.auth = result.rcode in (dns.OK, dns.ENAME)  # AA, also on NXDOMAIN
         self.sendReply(protocol, response, address)

@@ -10,13 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from twisted.internet import defer, task
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 
 from testnet.connlog import ConnectionLog, ConnectionRecord
 from testnet.smtp import MAX_CONNECTION_SECONDS
 from testnet.spec import ServerSpec, Step
+
+MAX_BUFFER = 65536
 
 
 class Action:
@@ -136,9 +138,8 @@ class ScriptServer(Protocol):
         self.binary = False
         self.hello = b""  # the start of binary input: a ClientHello, for its SNI
         self.waiter: tuple[Callable[[], bool], defer.Deferred[None]] | None = None
-        self.sleeper: defer.Deferred[None] | None = None
         self.play: defer.Deferred[None] | None = None
-        self.expiry = None
+        self.expiry: IDelayedCall | None = None
 
     def connectionMade(self) -> None:
         self.record = self.log.begin(
@@ -162,9 +163,10 @@ class ScriptServer(Protocol):
                 self.record.sni = client_hello_sni(self.hello)
             self.record.binary_bytes += len(data)
         else:
-            self.buffer += data
-            self.pending += data
-            *lines, self.pending = self.pending.split(b"\n")
+            # Bounded: a client that floods a script that never reads costs no memory.
+            self.buffer = (self.buffer + data)[-MAX_BUFFER:]
+            *lines, pending = (self.pending + data).split(b"\n")
+            self.pending = pending[:MAX_BUFFER]
             for line in lines:
                 self.record.command(line)
         self._check()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import socket
 import sys
 from dataclasses import dataclass, field
@@ -70,8 +71,10 @@ def listen(
 
     servers = list(spec.servers.values())
     # A refused address is bound without SO_REUSEADDR so nobody can listen there either.
-    port, bound = sockets.bind_shared_port(
-        [(s.ip, s.kind != "refused", False) for s in servers], smtp_port
+    port, bound = (
+        sockets.bind_shared_port([(s.ip, s.kind != "refused", False) for s in servers], smtp_port)
+        if servers
+        else (smtp_port or 0, [])
     )
     listening = Listening(smtp_port=port, dns_port=0)
     for server, sock in zip(servers, bound, strict=True):
@@ -89,7 +92,9 @@ def listen(
     dns_factory = SpecDNSFactory(spec)
     dns_factory.noisy = False
     listening.dns_port, (udp, tcp) = sockets.bind_shared_port(
-        [(spec.dns_ip, True, True), (spec.dns_ip, True, False)], dns_port
+        # No SO_REUSEADDR on UDP: on Linux it would let a second server share the port.
+        [(spec.dns_ip, False, True), (spec.dns_ip, True, False)],
+        dns_port,
     )
     tcp.listen(sockets.BACKLOG)
     tcp.setblocking(False)
@@ -108,6 +113,7 @@ def serve(
     from twisted.internet import reactor
 
     _log_warnings_to_stderr()
+    _raise_file_limit()
     state_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / STATE_FILE).unlink(missing_ok=True)
     issued = pki.build(spec.certs)
@@ -136,6 +142,14 @@ def serve(
                 (state_dir / STATE_FILE).unlink()
         except FileNotFoundError:
             pass
+
+
+def _raise_file_limit() -> None:
+    # One socket per server address, plus connections: a large benchmark universe needs
+    # more descriptors than the usual soft limit of 1024.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _log_warnings_to_stderr() -> None:

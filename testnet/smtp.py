@@ -7,8 +7,7 @@ so a scanner that sends them is caught by the connection log.
 from __future__ import annotations
 
 from OpenSSL import SSL
-from twisted.internet.base import DelayedCall
-from twisted.internet.interfaces import IHandshakeListener, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IHandshakeListener, IReactorTime
 from twisted.internet.protocol import Factory
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
@@ -45,7 +44,7 @@ class EsmtpServer(LineReceiver):
         self.greeted = False
         self.tls_started = False
         self.tls_connection: SSL.Connection | None = None
-        self.timers: list[DelayedCall] = []
+        self.timers: list[IDelayedCall] = []
 
     # -- connection ---------------------------------------------------------------------
 

@@ -234,17 +234,19 @@ class Spec:
         return domain.records if domain else self.hosts.get(name)
 
     def canonical(self, name: str) -> DnsName | None:
-        """Follow CNAMEs (validated acyclic and in-zone) to the name holding records."""
-        entry = self.lookup(name)
+        """Follow CNAMEs (validated acyclic and declared) to the name holding records, or
+        to a name the DNS server misbehaves for."""
+        entry, seen = self.lookup(name), {name}
         while entry is not None and entry.cname and entry.dns is None:
+            if entry.cname in seen:
+                return None  # a loop (reported by validation)
+            seen.add(entry.cname)
             entry = self.lookup(entry.cname)
         return entry
 
     def host_outcome(self, name: str) -> HostDnsOutcome:
         """How resolving `name`'s addresses goes, from the DNS data."""
-        entry = self.lookup(name)
-        while entry is not None and entry.dns is None and entry.cname:
-            entry = self.lookup(entry.cname)
+        entry = self.canonical(name)
         if entry is None or entry.dns == "nxdomain":
             return HostDnsOutcome.NXDOMAIN
         if entry.dns == "servfail":
@@ -262,9 +264,7 @@ class Spec:
 
     def implied_status(self, domain: str) -> DomainStatus:
         """The status the DNS data implies; validation compares it with the declared one."""
-        entry = self.lookup(domain)
-        while entry is not None and entry.dns is None and entry.cname:
-            entry = self.lookup(entry.cname)
+        entry = self.canonical(domain)
         if entry is None or entry.dns == "nxdomain":
             return DomainStatus.NXDOMAIN
         if entry.dns == "servfail":

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import OperationalError
 
-from demo.scan import ROOT, crawl, testnet_settings
+from demo.scan import ROOT, crawl, scanner_settings
 from schema.db import engine_for
 from schema.models import Crawl
 from testnet import running
@@ -103,7 +103,7 @@ def run_scan(
     domains = directory / "domains.txt"
     domains.write_text("\n".join(spec.domain_lines) + "\n", encoding="utf-8")
     before = len(net.connections())
-    result = crawl(domains, {**testnet_settings(net), "DATABASE_URL": url, **settings}, *args)
+    result = crawl(domains, {**scanner_settings(net), "DATABASE_URL": url, **settings}, *args)
     assert result.returncode == 0, result.stderr[-5000:]
     time.sleep(0.5)  # servers log a connection when they see it close
     engine = engine_for(url)
@@ -126,3 +126,11 @@ def scan(
 def json_value(value: Any) -> Any:
     """A JSON column read with plain SQL: parsed by psycopg2, a string from SQLite."""
     return json.loads(value) if isinstance(value, str) else value
+
+
+@pytest.fixture(scope="session")
+def reactor() -> Any:
+    """The global reactor, iterated by tests (see tests/reactor.py)."""
+    from tests.reactor import global_reactor
+
+    return global_reactor()

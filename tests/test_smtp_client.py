@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
 from twisted.internet import error
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import maybeDeferred
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
@@ -52,6 +52,7 @@ from crawler.smtp.tls import (
     sni_name,
 )
 from schema.vocab import Category, ErrorCode, Stage
+from tests.reactor import spin, wait
 
 EHLO_NAME = "probe.example.net"
 CONFIG = ProbeConfig(
@@ -675,41 +676,6 @@ def test_probe_once_refuses_a_name() -> None:
 
 
 # --- real probes on loopback ---------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def reactor() -> Any:
-    """The global reactor: AsyncioSelectorReactor (as Scrapy crawls use) when
-    none is installed yet, else whichever is. It is only iterated, never run,
-    so later tests may still run it."""
-    if "twisted.internet.reactor" not in sys.modules:
-        from scrapy.utils.reactor import install_reactor
-
-        install_reactor("twisted.internet.asyncioreactor.AsyncioSelectorReactor")
-    from twisted.internet import reactor
-
-    if reactor.running:
-        pytest.skip("the reactor is already running elsewhere")
-    return reactor
-
-
-def wait(reactor: Any, d: Deferred[Any], timeout: float = 20) -> Any:
-    """Spin the reactor until `d` fires; return its result."""
-    results: list[Any] = []
-    d.addBoth(results.append)
-    deadline = time.monotonic() + timeout
-    while not results:
-        assert time.monotonic() < deadline, "reactor spun too long"
-        reactor.iterate(0.01)
-    if isinstance(results[0], Failure):
-        results[0].raiseException()
-    return results[0]
-
-
-def spin(reactor: Any, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        reactor.iterate(0.01)
 
 
 def _name(cn: str) -> x509.Name:

@@ -1,0 +1,184 @@
+"""How a crawl behaves as a whole: bad input, lists by URL, long lists,
+interruption, and the settings a user is warned about."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from sqlalchemy import text
+
+from demo.scan import ROOT, crawl, crawl_command, scanner_settings
+from schema.db import engine_for
+from tests.conftest import latest_run
+
+
+def count(url: str, sql: str) -> int:
+    with engine_for(url).connect() as conn:
+        return conn.execute(text(sql)).scalar_one()
+
+
+@pytest.fixture
+def settings(net, tmp_path) -> dict[str, str]:
+    return {**scanner_settings(net), "DATABASE_URL": f"sqlite:///{tmp_path / 'scan.sqlite'}"}
+
+
+@pytest.mark.parametrize(
+    ("content", "args", "message"),
+    [
+        (None, (), "cannot open the list"),
+        (
+            "Name,Other\nfoo.test,bar\n",
+            (),
+            "no domain column in the header (seen: 'Name', 'Other')",
+        ),
+        ("domain\nstrict.test\n", ("column=mail",), "mail"),
+        ("strict.test\n", ("shard=3/2",), "shard must be K/N"),
+        ("strict.test\n", ("label=x", "label_column=country"), "not both"),
+    ],
+)
+def test_bad_arguments_fail_at_start_with_a_clear_message(
+    settings, tmp_path, content, args, message
+):
+    path = tmp_path / "list.csv"
+    if content is not None:
+        path.write_text(content)
+    result = crawl(path, settings, *args, timeout=60)
+    assert result.returncode != 0
+    assert message in result.stderr.strip().splitlines()[-1]
+    assert (
+        not (tmp_path / "scan.sqlite").exists()
+        or count(settings["DATABASE_URL"], "SELECT COUNT(*) FROM domains") == 0
+    )
+
+
+class _ListServer(BaseHTTPRequestHandler):
+    """Serves a CSV list at /list.csv, and /list redirecting to it."""
+
+    body = b"Domain name,country\nstrict.test,IT\nplain.test,DE\nnot a domain,FR\n"
+
+    def do_GET(self) -> None:
+        if self.path == "/list":
+            self.send_response(302)
+            self.send_header("Location", "/list.csv")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/csv")
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def list_url() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ListServer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/list"
+    server.shutdown()
+
+
+def test_a_list_given_by_url_is_fetched_through_scrapy(settings, list_url, spec):
+    result = crawl(list_url, settings, "label_column=country", timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    url = settings["DATABASE_URL"]
+    with engine_for(url).connect() as conn:
+        rows = conn.execute(text("SELECT domain, label, status FROM domains ORDER BY domain")).all()
+        crawl_row = conn.execute(text("SELECT source, counts FROM crawls")).one()
+    expected = spec.expected_domains()
+    assert [tuple(r) for r in rows] == [
+        ("plain.test", "DE", str(expected["plain.test"])),
+        ("strict.test", "IT", str(expected["strict.test"])),
+    ]
+    assert crawl_row.source == list_url
+    assert '"invalid": 1' in crawl_row.counts
+
+
+def test_a_long_list_is_fed_as_the_scheduler_drains(settings, tmp_path):
+    """5,000 domains are read lazily: the requests in flight stay near the
+    downloader's concurrency instead of the list's length, and none is lost."""
+    path = tmp_path / "long.txt"
+    path.write_text("".join(f"d{i}.nx.test\n" for i in range(5000)))
+    result = crawl(path, {**settings, "CONCURRENT_REQUESTS": "32", "LOG_LEVEL": "INFO"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    stats = dict(
+        line.strip().strip(",").split(": ", 1)
+        for line in result.stderr.splitlines()
+        if line.strip().startswith("'mxcensus/")
+    )
+    assert int(stats["'mxcensus/domains/max_pending'"]) <= 2 * 32
+    url = settings["DATABASE_URL"]
+    assert count(url, "SELECT COUNT(*) FROM domains WHERE status = 'nxdomain'") == 5000
+
+
+def test_an_interrupted_crawl_keeps_its_facts(net, spec, settings, tmp_path):
+    """Ctrl-C: Scrapy stops gracefully, the pipeline flushes what it has, and the
+    crawl's record says it was interrupted."""
+    path = tmp_path / "domains.txt"
+    path.write_text("\n".join(spec.domain_lines) + "\n")
+    slow = {**settings, "SMTP_RETRY_DELAY": "20", "DATABASE_FLUSH_INTERVAL": "0.5"}
+    process = subprocess.Popen(
+        crawl_command(path, slow), cwd=ROOT, stderr=subprocess.PIPE, text=True
+    )
+    url = settings["DATABASE_URL"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        try:
+            if count(url, "SELECT COUNT(*) FROM probes") >= 30:
+                break
+        except Exception:  # the tables are not there yet
+            continue
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr[-3000:]
+    engine = engine_for(url)
+    with engine.connect() as conn:
+        status, reason = conn.execute(text("SELECT status, finish_reason FROM crawls")).one()
+        domains = conn.execute(text("SELECT COUNT(*) FROM domains")).scalar_one()
+        probes = conn.execute(text("SELECT COUNT(*) FROM probes")).scalar_one()
+    assert (status, reason) == ("interrupted", "shutdown")
+    assert domains == len(spec.expected_domains())
+    assert probes >= 30
+    assert latest_run(engine) == 1
+
+
+def test_a_greeting_slower_than_the_command_timeout_is_awaited(net, spec, settings, tmp_path):
+    """Default SMTP_BANNER_TIMEOUT (30 s) with a command timeout shorter than the
+    greeting's delay: the banner has its own deadline, so the server is reached."""
+    delayed = [s for s in spec.servers.values() if s.esmtp and s.esmtp.banner_delay >= 1]
+    assert delayed, "the spec declares a delayed greeting"
+    server = delayed[0]
+    domain = next(
+        d
+        for d, ds in spec.domains.items()
+        if any(server.ip in spec.addresses(host) for host, _ in spec.mx_hosts(d))
+    )
+    path = tmp_path / "one.txt"
+    path.write_text(domain + "\n")
+    defaults = {k: v for k, v in settings.items() if k != "SMTP_BANNER_TIMEOUT"}
+    fast_commands = {**defaults, "SMTP_COMMAND_TIMEOUT": str(server.esmtp.banner_delay / 2)}
+    result = crawl(path, fast_commands, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with engine_for(settings["DATABASE_URL"]).connect() as conn:
+        probe = conn.execute(
+            text("SELECT banner_code, error, timings FROM probes WHERE ip = :ip"), {"ip": server.ip}
+        ).one()
+    assert probe.banner_code == 220 and probe.error is None
+
+
+def test_a_bare_ehlo_name_is_warned_about(settings, tmp_path):
+    path = tmp_path / "one.txt"
+    path.write_text("plain.test\n")
+    result = crawl(path, {**settings, "SMTP_EHLO_NAME": "scanner"}, timeout=120)
+    assert result.returncode == 0
+    assert "SMTP_EHLO_NAME 'scanner' is not fully qualified" in result.stderr
