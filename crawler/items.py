@@ -1,11 +1,33 @@
-"""Items the spider yields: one per domain, one per probe."""
+"""Items the spider yields: one per domain, one per probe.
+
+The classify pipeline adds the verdicts of the targets each item completes.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from crawler.mailroute import DomainDns
 from crawler.smtp.facts import Probe
+from schema.vocab import Category
+
+if TYPE_CHECKING:
+    from pipelines.verify import ChainVerdict
+
+
+@dataclass(frozen=True)
+class TargetVerdict:
+    """The category of one target (MX host, IP), and the probe (its SNI) that judged it."""
+
+    mx_host: str
+    ip: str
+    port: int
+    sni: str
+    category: Category
+    reasons: tuple[str, ...] = ()  # sorted; only for opportunistic
+    error: str | None = None  # only for error and failure
+    error_stage: str | None = None
 
 
 @dataclass
@@ -17,6 +39,7 @@ class DomainItem:
     weight: float | None = None
     line: int = 0
     skipped: tuple[tuple[str, str, str], ...] = ()  # (mx_host, ip, skip_reason)
+    verdicts: list[TargetVerdict] = field(default_factory=list)
 
 
 @dataclass
@@ -24,3 +47,5 @@ class ProbeItem:
     """One SMTP/STARTTLS probe of one IP:port (all its attempts)."""
 
     probe: Probe
+    chain: ChainVerdict | None = None  # the certificate chain's own verdict
+    verdicts: list[TargetVerdict] = field(default_factory=list)

@@ -15,6 +15,7 @@ DATABASE_BATCH_SIZE = 500  # rows per table per write
 DATABASE_FLUSH_INTERVAL = 2.0  # seconds between writes of a partial batch
 
 ITEM_PIPELINES = {
+    "pipelines.classify.ClassifyPipeline": 300,
     "pipelines.store.StorePipeline": 800,
 }
 

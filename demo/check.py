@@ -9,13 +9,9 @@ from sqlalchemy import Engine, text
 from testnet.spec import ExpectedTarget, Spec
 
 TARGETS_SQL = """
-SELECT a.mx_host, a.ip, a.skip_reason, p.wire_outcome, p.error, p.error_stage, p.flags
-FROM mx_addresses a
-LEFT JOIN probes p ON p.run_id = a.run_id AND p.ip = a.ip
-WHERE a.run_id = :run
-UNION ALL
-SELECT name, NULL, 'ip_literal_mx', NULL, NULL, NULL, NULL
-FROM mx_hosts WHERE run_id = :run AND ip_literal
+SELECT mx_host, ip, category, reasons, error, error_stage, flags, skip_reason
+FROM target_results
+WHERE run_id = :run
 """
 
 
@@ -33,18 +29,15 @@ def scanned_domains(engine: Engine, run_id: int) -> dict[str, str]:
     return dict(rows)
 
 
-def expected_wire(target: ExpectedTarget) -> dict[str, Any]:
-    """What the wire alone must show for a declared target: a TLS session for
-    strict and opportunistic, else the category, code and stage as declared."""
-    if target.skip_reason:
-        return {"skip_reason": str(target.skip_reason)}
-    tls = target.category in ("strict", "opportunistic")
+def expected_row(target: ExpectedTarget) -> dict[str, Any]:
+    """The target_results columns a declared target implies."""
     return {
-        "skip_reason": None,
-        "wire_outcome": "tls" if tls else str(target.category),
+        "category": target.category and str(target.category),
+        "reasons": ",".join(target.reasons) or None,
         "error": target.error and str(target.error),
         "error_stage": target.error_stage and str(target.error_stage),
         "flags": ",".join(target.flags) or None,
+        "skip_reason": target.skip_reason and str(target.skip_reason),
     }
 
 
@@ -58,7 +51,7 @@ def compare(spec: Spec, engine: Engine, run_id: int) -> list[str]:
     targets = scanned_targets(engine, run_id)
     for target in spec.expected_targets():
         key = (target.mx_host, target.ip)
-        want = expected_wire(target)
+        want = expected_row(target)
         got = targets.get(key)
         if got is None:
             problems.append(f"target {key}: declared, not in the run")

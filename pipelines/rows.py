@@ -6,9 +6,9 @@ import ipaddress
 from datetime import UTC, datetime
 from typing import Any
 
-from crawler.items import DomainItem, ProbeItem
+from crawler.items import DomainItem, ProbeItem, TargetVerdict
 from crawler.smtp.facts import Attempt, Reply
-from pipelines.certinfo import describe, sha256_hex
+from pipelines.certinfo import sha256_hex
 
 Rows = dict[str, list[dict[str, Any]]]
 
@@ -66,6 +66,7 @@ def domain_rows(item: DomainItem, run_id: int, crawl_id: int) -> Rows:
         for h in dns.hosts
         for ip in h.addresses
     ]
+    rows["targets"] = target_rows(item.verdicts, run_id)
     return rows
 
 
@@ -136,5 +137,28 @@ def probe_rows(item: ProbeItem, run_id: int, crawl_id: int) -> Rows:
         "transcript": [list(entry) for entry in final.transcript],
         "attempts": [attempt_summary(a) for a in probe.attempts],
     }
-    certificates = [describe(der) for der in tls.chain_der] if tls else []
-    return {"probes": [row], "certificates": certificates}
+    chain_verdict = item.chain
+    row.update(
+        chain_reasons=",".join(chain_verdict.reasons) or None if chain_verdict else None,
+        verify_error=chain_verdict and chain_verdict.openssl_error,
+        cert_parse_error=chain_verdict and chain_verdict.parse_error,
+        leaf_names=list(chain_verdict.leaf_names) if chain_verdict else None,
+    )
+    return {"probes": [row], "targets": target_rows(item.verdicts, run_id)}
+
+
+def target_rows(verdicts: list[TargetVerdict], run_id: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "run_id": run_id,
+            "mx_host": v.mx_host,
+            "ip": v.ip,
+            "port": v.port,
+            "sni": v.sni,
+            "category": str(v.category),
+            "reasons": ",".join(v.reasons) or None,
+            "error": v.error,
+            "error_stage": v.error_stage,
+        }
+        for v in verdicts
+    ]

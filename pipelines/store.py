@@ -16,7 +16,7 @@ from typing import Any
 
 from scrapy import signals
 from scrapy.utils.defer import maybe_deferred_to_future
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, Table, select, update
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
@@ -24,13 +24,19 @@ from crawler.items import DomainItem, ProbeItem
 from pipelines.certinfo import describe, sha256_hex
 from pipelines.record import settings_record, versions
 from pipelines.rows import Rows, domain_rows, probe_rows
-from schema.db import engine_for, insert_ignore
+from schema.db import engine_for, insert_ignore, upsert
 from schema.models import Base, Crawl, Run
+from schema.views import create_views
 
 logger = logging.getLogger(__name__)
 
 TABLES = ("domains", "mx_records", "mx_hosts", "mx_addresses", "certificates", "probes")
+REPLACED = ("targets",)  # re-judged facts: the last verdict wins
 BACKLOG_BATCHES = 20  # buffered batches before process_item waits for the writer
+
+
+def _table(name: str) -> Table:
+    return Base.metadata.tables[name]
 
 
 def _now() -> datetime:
@@ -170,15 +176,21 @@ class StorePipeline:
     def _write(self, batch: Rows) -> None:
         assert self.engine is not None
         with self.engine.begin() as conn:
-            for table in TABLES:
-                if batch.get(table):
-                    conn.execute(
-                        insert_ignore(self.engine, Base.metadata.tables[table]), batch[table]
-                    )
+            for name in TABLES:
+                if batch.get(name):
+                    conn.execute(insert_ignore(self.engine, _table(name)), batch[name])
+            for name in REPLACED:
+                if batch.get(name):
+                    keys = [c.name for c in _table(name).primary_key.columns]
+                    # One row per key and statement: PostgreSQL will not update a row twice.
+                    latest = {tuple(row[k] for k in keys): row for row in batch[name]}
+                    conn.execute(upsert(self.engine, _table(name)), list(latest.values()))
 
     def _open_run(self, spider: Any) -> tuple[int, int]:
         assert self.engine is not None
         Base.metadata.create_all(self.engine)
+        with self.engine.begin() as conn:
+            create_views(conn)
         name = spider.run_name or self._new_run_name(spider)
         settings = self.crawler.settings
         with self.engine.begin() as conn:

@@ -38,3 +38,15 @@ def insert_ignore(engine: Engine, table: Table):
     shards (an MX host, an address, a certificate) are written once."""
     dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
     return dialect.insert(table).on_conflict_do_nothing()
+
+
+def upsert(engine: Engine, table: Table):
+    """INSERT … ON CONFLICT (primary key) DO UPDATE: a later fact replaces an
+    earlier one (a target re-judged by the probe made with its own SNI)."""
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table)
+    keys = [c.name for c in table.primary_key.columns]
+    return statement.on_conflict_do_update(
+        index_elements=keys,
+        set_={c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys},
+    )

@@ -149,6 +149,11 @@ class Probe(Base):
     kx_group: Mapped[str | None] = mapped_column(String(40))
     cert_sha256: Mapped[str | None] = mapped_column(String(64), index=True)  # the leaf
     chain: Mapped[list[Any] | None]  # SHA-256 of each certificate as sent, leaf first
+    # The chain's own verdict (whatever name reached it): trust, dates, key.
+    chain_reasons: Mapped[str | None] = mapped_column(String(200))  # sorted, comma-separated
+    verify_error: Mapped[str | None] = mapped_column(Text)  # OpenSSL's "N: text"
+    cert_parse_error: Mapped[str | None] = mapped_column(Text)
+    leaf_names: Mapped[list[Any] | None]  # names matched against MX hosts
     post_tls_ehlo_code: Mapped[int | None] = mapped_column(Integer)
     post_tls_ehlo_text: Mapped[str | None] = mapped_column(Text)
     post_tls_extensions: Mapped[str | None] = mapped_column(Text)
@@ -156,6 +161,21 @@ class Probe(Base):
     timings: Mapped[dict[str, Any]]  # stage -> seconds
     transcript: Mapped[list[Any]]  # [direction, line] pairs, bounded
     attempts: Mapped[list[Any]]  # every attempt: started_at, outcome, error, stage, detail, timings
+
+
+class Target(Base):
+    """The verdict of one target (MX host, IP); `sni` names the probe that judged it."""
+
+    __tablename__ = "targets"
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    mx_host: Mapped[str] = mapped_column(String(253), primary_key=True)
+    ip: Mapped[str] = mapped_column(String(45), primary_key=True)
+    port: Mapped[int] = mapped_column(Integer)
+    sni: Mapped[str] = mapped_column(String(253))
+    category: Mapped[str] = mapped_column(String(20))
+    reasons: Mapped[str | None] = mapped_column(String(200))  # sorted, comma-separated
+    error: Mapped[str | None] = mapped_column(String(30))
+    error_stage: Mapped[str | None] = mapped_column(String(20))
 
 
 class Certificate(Base):

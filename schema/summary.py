@@ -37,15 +37,10 @@ def find_run(engine: Engine, run: str | None = None) -> tuple[int, str] | None:
 
 
 TARGETS_SQL = """
-SELECT COALESCE(a.skip_reason, p.wire_outcome, 'not_probed') AS outcome,
-       COALESCE(p.error, '') AS code, COUNT(*) AS n
-FROM mx_addresses a
-LEFT JOIN probes p ON p.run_id = a.run_id AND p.ip = a.ip
-WHERE a.run_id = :run
-GROUP BY 1, 2
-UNION ALL
-SELECT 'ip_literal_mx', '', COUNT(*) FROM mx_hosts
-WHERE run_id = :run AND ip_literal
+SELECT COALESCE(category, skip_reason, 'not_probed') AS outcome,
+       COALESCE(error, reasons, '') AS code, COUNT(*) AS n
+FROM target_results
+WHERE run_id = :run
 GROUP BY 1, 2
 ORDER BY 1, 2
 """
@@ -94,6 +89,6 @@ def render(summary: Summary) -> str:
     lines.append(f"\ndomains by status ({sum(n for _, n in summary.domains)})")
     lines += [f"  {status:<22}{n:>8}" for status, n in summary.domains]
     total = sum(n for *_, n in summary.targets)
-    lines.append(f"\ntargets (MX host, IP) by outcome ({total}; {summary.probes} probes)")
-    lines += [f"  {outcome:<22}{code:<24}{n:>8}" for outcome, code, n in summary.targets]
+    lines.append(f"\ntargets (MX host, IP) by category ({total}; {summary.probes} probes)")
+    lines += [f"  {outcome:<20}{code:<34}{n:>6}" for outcome, code, n in summary.targets]
     return "\n".join(lines)

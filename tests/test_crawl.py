@@ -9,6 +9,7 @@ from itertools import pairwise
 from demo.check import compare, scanned_domains
 from demo.scan import EHLO_NAME
 from pipelines.certinfo import sha256_hex
+from pipelines.verify import name_matches
 from tests.conftest import json_value
 
 FORBIDDEN_VERBS = {"MAIL", "RCPT", "DATA", "VRFY", "EXPN", "RSET", "AUTH", "BDAT"}
@@ -63,14 +64,40 @@ def test_implicit_and_null_mx_are_flagged(scan, spec):
     assert any(r["implicit_mx"] for r in rows.values())
 
 
-def test_each_ip_is_probed_once(scan):
-    probes = scan.rows("SELECT ip, port, sni FROM probes WHERE run_id = :run")
-    ips = [p["ip"] for p in probes]
-    assert len(ips) == len(set(ips))
+def test_each_ip_is_probed_once_per_sni_name_that_needs_it(scan):
+    """One probe per IP, with the first MX name as SNI; another only for an MX name
+    the first certificate does not name (providers pick certificates by SNI)."""
+    probes = scan.rows("SELECT * FROM probes WHERE run_id = :run ORDER BY id")
+    by_ip = defaultdict(list)
+    for probe in probes:
+        by_ip[probe["ip"]].append(probe)
     probed = scan.rows(
         "SELECT DISTINCT ip FROM mx_addresses WHERE run_id = :run AND skip_reason IS NULL"
     )
-    assert {r["ip"] for r in probed} == set(ips)
+    assert {r["ip"] for r in probed} == set(by_ip)
+    reprobed = 0
+    for first, *others in by_ip.values():
+        names = json_value(first["leaf_names"]) or []
+        for other in others:
+            reprobed += 1
+            assert other["sni"] != first["sni"]
+            assert not name_matches(other["sni"], names), (first["ip"], other["sni"], names)
+        assert len({p["sni"] for p in [first, *others]}) == 1 + len(others)
+        assert 1 + len(others) <= 4  # SMTP_SNI_PROBES
+    assert reprobed >= 1
+
+
+def test_a_target_is_judged_by_the_probe_with_its_own_name_when_there_is_one(scan):
+    rows = scan.rows(
+        "SELECT mx_host, ip, sni FROM target_results WHERE run_id = :run AND category IS NOT NULL"
+    )
+    snis = defaultdict(set)
+    for probe in scan.rows("SELECT ip, sni FROM probes WHERE run_id = :run"):
+        snis[probe["ip"]].add(probe["sni"])
+    for row in rows:
+        assert row["sni"] in snis[row["ip"]]
+        if row["mx_host"] in snis[row["ip"]]:
+            assert row["sni"] == row["mx_host"], row
 
 
 def test_wire_facts_match_the_servers_configuration(scan, spec):
@@ -95,11 +122,11 @@ def test_wire_facts_match_the_servers_configuration(scan, spec):
 
 def test_tls_facts_agree_with_what_the_server_saw(scan):
     """The server's own log (version, cipher, SNI) must tell the same story."""
-    probes = {p["ip"]: p for p in scan.rows("SELECT * FROM probes WHERE run_id = :run")}
+    probes = {(p["ip"], p["sni"]): p for p in scan.rows("SELECT * FROM probes WHERE run_id = :run")}
     sessions = [c for c in scan.connections if c["tls"]]
     assert len(sessions) >= 10
     for conn in sessions:
-        probe = probes[conn["ip"]]
+        probe = probes[conn["ip"], conn["sni"]]
         assert probe["tls_version"] == conn["tls_version"], conn["server"]
         assert probe["cipher"] == conn["cipher"], conn["server"]
         assert probe["sni"] == conn["sni"], conn["server"]
@@ -132,14 +159,16 @@ def test_the_scanner_is_polite(scan, spec):
     transient outcome), never two at once, the configured EHLO name, QUIT where
     the conversation allowed it, and never MAIL FROM or any other command."""
     expected = {t.ip: t for t in spec.expected_targets() if t.ip and not t.skip_reason}
-    probes = {p["ip"]: p for p in scan.rows("SELECT * FROM probes WHERE run_id = :run")}
+    attempts = defaultdict(int)
+    for probe in scan.rows("SELECT ip, attempt_count FROM probes WHERE run_id = :run"):
+        attempts[probe["ip"]] += probe["attempt_count"]
     by_ip = defaultdict(list)
     for conn in scan.connections:
         by_ip[conn["ip"]].append(conn)
     assert set(by_ip) <= set(expected), "connections to addresses no target names"
     for ip, conns in by_ip.items():
         target = expected[ip]
-        assert len(conns) <= probes[ip]["attempt_count"], (ip, target.server, len(conns))
+        assert len(conns) <= attempts[ip], (ip, target.server, len(conns))
         spans = sorted((c["start"], c["end"]) for c in conns)
         assert all(a_end <= b_start for (_, a_end), (b_start, _) in pairwise(spans))
         for conn in conns:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import scrapy
@@ -24,10 +25,22 @@ from crawler.handlers.dns import DnsResponse, build_resolver
 from crawler.handlers.smtp import SmtpResponse, probe_config
 from crawler.items import DomainItem, ProbeItem
 from crawler.targets import Exclusions, TargetPolicy
+from pipelines.verify import certificate_names, name_matches
 
 logger = logging.getLogger(__name__)
 
 PROBE_PRIORITY = 10  # probes of known MX hosts go before new domains
+
+
+@dataclass
+class _IpProbes:
+    """One IP's probes in this crawl: the SNI names used (first = first probe),
+    the MX names that reached it, and the names on its first certificate."""
+
+    snis: list[str]
+    names: set[str]
+    done: bool = False  # the first probe has finished
+    leaf_names: tuple[str, ...] | None = None  # None: no certificate seen
 
 
 def smtp_url(ip: str, port: int) -> str:
@@ -69,7 +82,7 @@ class TldMxSpider(scrapy.Spider):
             "shard": self.shard,
         }
         self.domain_list: DomainList | None = None
-        self._probed: set[str] = set()
+        self._ips: dict[str, _IpProbes] = {}  # every IP reached in this crawl
         self._pending = 0  # domain requests yielded and not yet answered
         if not self._is_url(domains):
             # Open the file now: a missing file or column fails before the crawl starts.
@@ -92,6 +105,7 @@ class TldMxSpider(scrapy.Spider):
         except (ValueError, OSError) as e:
             raise UsageError(f"bad setting: {e}") from e
         spider.smtp_port = settings.getint("SMTP_PORT")
+        spider.sni_probes = max(1, settings.getint("SMTP_SNI_PROBES"))
         return spider
 
     @staticmethod
@@ -142,21 +156,58 @@ class TldMxSpider(scrapy.Spider):
                 reason = self.policy.skip_reason(ip)
                 if reason is not None:
                     skipped.append((host.name, ip, str(reason)))
-                elif ip not in self._probed:
-                    # One probe per IP per run, with the first MX name that reached it as SNI.
-                    self._probed.add(ip)
-                    yield scrapy.Request(
-                        smtp_url(ip, self.smtp_port),
-                        callback=self.parse_probe,
-                        errback=self.request_failed,
-                        meta={"sni": host.name},
-                        priority=PROBE_PRIORITY,
-                    )
+                else:
+                    yield from self._route(ip, host.name)
         yield DomainItem(facts, entry.label, entry.weight, entry.line, tuple(skipped))
 
-    def parse_probe(self, response: SmtpResponse) -> Iterator[ProbeItem]:
-        self.crawler.stats.inc_value(f"mxcensus/probes/{response.probe.final.outcome or 'tls'}")
-        yield ProbeItem(response.probe)
+    def _route(self, ip: str, mx_host: str) -> Iterator[scrapy.Request]:
+        """Probe each IP once per run, with the first MX name that reached it as SNI."""
+        state = self._ips.get(ip)
+        if state is None:
+            self._ips[ip] = _IpProbes(snis=[mx_host], names={mx_host})
+            yield self._probe_request(ip, mx_host)
+        else:
+            state.names.add(mx_host)
+            if state.done:
+                yield from self._reprobe(ip, state, mx_host)
+
+    def _reprobe(self, ip: str, state: _IpProbes, mx_host: str) -> Iterator[scrapy.Request]:
+        """Probe the IP again with `mx_host` as SNI when the certificate its first
+        probe saw does not name it: providers pick certificates by SNI (DESIGN.md)."""
+        if mx_host in state.snis or state.leaf_names is None:
+            return
+        if name_matches(mx_host, state.leaf_names):
+            return
+        if len(state.snis) >= self.sni_probes:
+            # Past the cap the first certificate judges; targets.sni shows it.
+            self.crawler.stats.inc_value("mxcensus/probes/sni_cap_reached")
+            return
+        state.snis.append(mx_host)
+        self.crawler.stats.inc_value("mxcensus/probes/sni_reprobes")
+        yield self._probe_request(ip, mx_host)
+
+    def _probe_request(self, ip: str, sni: str) -> scrapy.Request:
+        return scrapy.Request(
+            smtp_url(ip, self.smtp_port),
+            callback=self.parse_probe,
+            errback=self.request_failed,
+            meta={"sni": sni},
+            priority=PROBE_PRIORITY,
+        )
+
+    def parse_probe(self, response: SmtpResponse) -> Iterator[Any]:
+        probe = response.probe
+        self.crawler.stats.inc_value(f"mxcensus/probes/{probe.final.outcome or 'tls'}")
+        yield ProbeItem(probe)
+        state = self._ips[probe.ip]
+        if probe.sni == state.snis[0]:
+            state.done = True
+            tls = probe.final.tls
+            state.leaf_names = (
+                certificate_names(tls.chain_der[0]) if tls and tls.chain_der else None
+            )
+            for name in sorted(state.names):
+                yield from self._reprobe(probe.ip, state, name)
 
     def request_failed(self, failure: Any) -> None:
         # The handlers turn every network outcome into facts; reaching here is a bug.
