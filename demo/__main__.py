@@ -52,7 +52,7 @@ def main() -> int:
     print(f"\nall {declared[0]} domains and {declared[1]} targets as the test network declares")
     print(
         f"results: {database.relative_to(ROOT)}  (try: sqlite3 {database.relative_to(ROOT)}"
-        " 'select ip, sni, wire_outcome, error, tls_version, cipher from probes')"
+        " 'select mx_host, ip, category, reasons, error from target_results')"
     )
     return 0
 

@@ -182,3 +182,32 @@ def test_a_bare_ehlo_name_is_warned_about(settings, tmp_path):
     result = crawl(path, {**settings, "SMTP_EHLO_NAME": "scanner"}, timeout=120)
     assert result.returncode == 0
     assert "SMTP_EHLO_NAME 'scanner' is not fully qualified" in result.stderr
+
+
+def test_weights_give_the_all_email_bar(net, spec, settings, tmp_path):
+    """A weight column (mail volume) sums under each domain's primary category;
+    an empty or unreadable weight is counted and left out of the weighted sums."""
+    from tests.expected import ANSWERED, Expected
+
+    domains = list(spec.expected_domains())
+    weights = {d: float(i % 7 + 1) for i, d in enumerate(domains)}
+    unweighted = domains[0]
+    lines = ["domain,volume"] + [f"{d},{'' if d == unweighted else weights[d]}" for d in domains]
+    path = tmp_path / "weighted.csv"
+    path.write_text("\n".join(lines) + "\n")
+    result = crawl(path, settings, "weight_column=volume", timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    primary = {d: r["primary_category"] for d, r in Expected(spec).domain_results().items()}
+    want: dict[str, float] = {}
+    for d, category in primary.items():
+        if category in ANSWERED and d != unweighted:
+            want[category] = want.get(category, 0) + weights[d]
+    engine = engine_for(settings["DATABASE_URL"])
+    from schema.examples import run_query
+
+    rows = run_query(engine, "figure1_categories", latest_run(engine))
+    assert {r["category"]: r["n"] for r in rows if r["unit"] == "all_email"} == want
+    assert (
+        '"no_weight": 1' in result.stderr
+        or count(settings["DATABASE_URL"], "SELECT COUNT(*) FROM domains WHERE weight IS NULL") == 1
+    )
