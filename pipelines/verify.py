@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import ipaddress
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from cryptography.hazmat.bindings.openssl.binding import Binding
 from cryptography.x509.oid import NameOID
 from OpenSSL import crypto
 
+from crawler.mailroute import is_ip_literal
 from pipelines.certinfo import key_facts
 from schema.vocab import Reason
 
@@ -398,7 +398,7 @@ def _a_label(name: str) -> str | None:
     such as "mx--1.example" (hyphens in 3rd and 4th position).
     """
     name = name.removesuffix(".")  # a trailing dot is the same absolute name
-    if not name or _is_ip_address(name):  # an IP address is never a DNS-ID (§6.4, §1.7.2)
+    if not name or is_ip_literal(name):  # an IP address is never a DNS-ID (§6.4, §1.7.2)
         return None
     if name.isascii():
         labels = name.lower().split(".")
@@ -407,14 +407,6 @@ def _a_label(name: str) -> str | None:
         return idna.encode(name, uts46=True, transitional=False).decode("ascii").lower()
     except (idna.IDNAError, UnicodeError):
         return None
-
-
-def _is_ip_address(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
 
 
 def _scan_time(when: datetime.datetime) -> datetime.datetime:
