@@ -86,3 +86,15 @@ def domain_status(mx: tuple[MxRecord, ...], hosts: tuple[HostDns, ...]) -> Domai
     if mx and not all(r.implicit for r in mx):
         return DomainStatus.MX_WITHOUT_ADDRESS
     return DomainStatus.NO_MX_NO_ADDRESS
+
+
+def implicit_status(host: HostDns) -> DomainStatus:
+    """The status of a domain without MX records, from its own address lookup
+    (RFC 5321 §5.1); only a failed lookup is a DNS error, no address is not."""
+    failures = {
+        HostDnsOutcome.TIMEOUT: DomainStatus.DNS_TIMEOUT,
+        HostDnsOutcome.SERVFAIL: DomainStatus.SERVFAIL,
+    }
+    if host.outcome is HostDnsOutcome.OK:
+        return DomainStatus.OK
+    return failures.get(host.outcome, DomainStatus.NO_MX_NO_ADDRESS)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from crawler.domainlist import normalize_domain
 from schema.vocab import SkipReason
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -31,7 +32,7 @@ class Exclusions:
             try:
                 networks.append(ipaddress.ip_network(item, strict=False))
             except ValueError:
-                domains.add(item)
+                domains.add(normalize_domain(item))  # as list entries are: A-labels
         return cls(frozenset(domains), tuple(networks))
 
     def excludes_domain(self, domain: str) -> bool:
@@ -64,10 +65,11 @@ class TargetPolicy:
         if self.ipv6 not in ("auto", "on", "off"):
             raise ValueError(f"SMTP_IPV6 must be auto, on or off, not {self.ipv6!r}")
 
-    def skip_reason(self, ip: str) -> SkipReason | None:
-        """Why this address must not be probed, or None to probe it."""
+    def skip_reason(self, ip: str, mx_host: str = "") -> SkipReason | None:
+        """Why this target must not be probed, or None to probe it. An MX host
+        under an excluded domain is excluded whichever domain names it."""
         address = ipaddress.ip_address(ip)
-        if self.exclusions.excludes_ip(ip):
+        if self.exclusions.excludes_ip(ip) or self.exclusions.excludes_domain(mx_host):
             return SkipReason.EXCLUDED
         if not address.is_global and not self.allow_nonpublic:
             return SkipReason.NON_PUBLIC_ADDRESS

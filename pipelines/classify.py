@@ -9,6 +9,7 @@ better-fitting probe replaces the verdict (the store upserts).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -47,6 +48,7 @@ class ClassifyPipeline:
         self.store = TrustStore.from_file(ca_bundle_path(crawler.settings))
         self._probes: dict[str, dict[str, _Judged]] = {}  # ip -> sni -> probe, first first
         self._names: dict[str, set[str]] = {}  # ip -> MX hosts that reach it
+        self._judged: dict[tuple[str, str], str] = {}  # (MX host, ip) -> SNI of its judge
 
     @classmethod
     def from_crawler(cls, crawler: Any) -> ClassifyPipeline:
@@ -59,38 +61,40 @@ class ClassifyPipeline:
             item.verdicts = list(self._probe_verdicts(item))
         return item
 
-    def _domain_verdicts(self, item: DomainItem):
+    def _domain_verdicts(self, item: DomainItem) -> Iterator[TargetVerdict]:
         skipped = {(host, ip) for host, ip, _ in item.skipped}
         for host in item.dns.hosts:
             for ip in host.addresses:
-                if (host.name, ip) in skipped:
-                    continue
-                self._names.setdefault(ip, set()).add(host.name)
-                probes = self._probes.get(ip)
-                if probes:
-                    yield verdict(
-                        host.name, ip, probes.get(host.name) or next(iter(probes.values()))
-                    )
+                if (host.name, ip) not in skipped:
+                    self._names.setdefault(ip, set()).add(host.name)
+                    yield from self._judge(host.name, ip)
 
-    def _probe_verdicts(self, item: ProbeItem):
+    def _probe_verdicts(self, item: ProbeItem) -> Iterator[TargetVerdict]:
         probe, final = item.probe, item.probe.final
         chain = None
         if final.tls is not None:
             # The certificate is judged as of the probe's own time (DESIGN.md: scan time).
             when = datetime.fromtimestamp(final.started_at, UTC)
             chain = item.chain = judge_chain(final.tls.chain_der, self.store, when)
-        judged = _Judged(
-            probe.port,
-            probe.sni,
-            final.outcome,
-            final.error and str(final.error),
-            final.error_stage and str(final.error_stage),
-            chain,
-        )
-        probes = self._probes.setdefault(probe.ip, {})
-        first = not probes
-        probes.setdefault(probe.sni, judged)
+        error = final.error and str(final.error)
+        stage = final.error_stage and str(final.error_stage)
+        judged = _Judged(probe.port, probe.sni, final.outcome, error, stage, chain)
+        self._probes.setdefault(probe.ip, {}).setdefault(probe.sni, judged)
         for name in sorted(self._names.get(probe.ip, ())):
-            # The first probe judges every name; a later one only its own SNI name.
-            if first or name == probe.sni:
-                yield verdict(name, probe.ip, judged)
+            yield from self._judge(name, probe.ip)
+
+    def _judge(self, name: str, ip: str) -> Iterator[TargetVerdict]:
+        """The target's verdict when it is new or a better-fitting probe arrived.
+
+        The probe made with the target's own name as SNI judges it, unless that
+        probe never reached the server (an error, e.g. a timeout on the re-probe):
+        then the IP's first probe, which did, still tells the truth.
+        """
+        probes = self._probes.get(ip)
+        if not probes:
+            return
+        own = probes.get(name)
+        probe = own if own and own.outcome is not Category.ERROR else next(iter(probes.values()))
+        if self._judged.get((name, ip)) != probe.sni:
+            self._judged[name, ip] = probe.sni  # each target is written once per change
+            yield verdict(name, ip, probe)

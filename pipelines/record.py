@@ -70,4 +70,14 @@ def versions(settings: Any) -> dict[str, Any]:
 
 
 def settings_record(settings: Any) -> dict[str, Any]:
-    return {name: settings.get(name) for name in RECORDED_SETTINGS}
+    """The settings that shape results, and what their defaults resolved to here."""
+    from crawler.handlers.dns import build_resolver
+    from crawler.handlers.smtp import ehlo_name
+
+    record = {name: settings.get(name) for name in RECORDED_SETTINGS}
+    record["effective"] = {
+        "ehlo_name": ehlo_name(settings),
+        "nameservers": [str(ns) for ns in build_resolver(settings).nameservers],
+        "ca_bundle": ca_bundle_path(settings),
+    }
+    return record

@@ -16,7 +16,7 @@ from typing import Any
 
 from scrapy import signals
 from scrapy.utils.defer import maybe_deferred_to_future
-from sqlalchemy import Engine, Table, select, update
+from sqlalchemy import Engine, Table, select, text, update
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
@@ -32,7 +32,10 @@ logger = logging.getLogger(__name__)
 
 TABLES = ("domains", "mx_records", "mx_hosts", "mx_addresses", "certificates", "probes")
 REPLACED = ("targets",)  # re-judged facts: the last verdict wins
-BACKLOG_BATCHES = 20  # buffered batches before process_item waits for the writer
+# How a crawl ended, from Scrapy's finish reason; anything unforeseen (e.g. the
+# list could not be read) is a failure.
+CRAWL_STATUS = {"finished": "finished", "shutdown": "interrupted"}
+BACKLOG_BATCHES = 20  # batches queued for the writer before process_item waits
 
 
 def _table(name: str) -> Table:
@@ -55,7 +58,8 @@ class StorePipeline:
         self._buffer: Rows = defaultdict(list)
         self._buffered = 0
         self._seen: dict[str, set[Any]] = defaultdict(set)  # per table: keys written this crawl
-        self._writing: Any = None  # the Deferred of the write in progress
+        self._writing: Any = None  # the Deferred chain of the writes in order
+        self._queued = 0  # batches handed to the writer and not yet written
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="mxcensus-store")
         self._timer: Any = None
         crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
@@ -90,11 +94,11 @@ class StorePipeline:
         elif isinstance(item, ProbeItem):
             self._add(probe_rows(item, self.run_id, self.crawl_id))
             self._add({"certificates": self._new_certificates(item)})
-        if self._buffered >= self.batch_size * BACKLOG_BATCHES and self._writing:
-            # The database is behind: let the writer catch up before taking more.
-            await maybe_deferred_to_future(self._writing)
         if self._buffered >= self.batch_size:
             self._flush()
+        if self._queued >= BACKLOG_BATCHES:
+            # The database is behind: let the writer catch up before taking more.
+            await maybe_deferred_to_future(self._writing)
         return item
 
     async def close_spider(self) -> None:
@@ -106,7 +110,7 @@ class StorePipeline:
         """Record how the crawl ended (the reason is known only now)."""
         if self.engine is None:
             return
-        status = "finished" if reason == "finished" else "interrupted"
+        status = CRAWL_STATUS.get(reason, "interrupted" if "closespider" in reason else "failed")
         counts = self._counts(spider)
         await self._in_thread(self._close_crawl, status, reason, counts)
         self.engine.dispose()
@@ -154,9 +158,15 @@ class StorePipeline:
         def write(_: Any = None) -> Any:
             return self._in_thread_deferred(self._write, batch)
 
+        def written(result: Any) -> Any:
+            self._queued -= 1
+            return result
+
         # Writes stay in order: each waits for the one before it.
+        self._queued += 1
         self._writing = previous.addCallback(write) if previous else write()
         self._writing.addErrback(self._write_failed)
+        self._writing.addBoth(written)
         return self._writing
 
     def _write_failed(self, failure: Any) -> None:
@@ -188,8 +198,11 @@ class StorePipeline:
 
     def _open_run(self, spider: Any) -> tuple[int, int]:
         assert self.engine is not None
-        Base.metadata.create_all(self.engine)
         with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Shards starting together on one database: one creates the schema.
+                conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('mxcensus schema'))"))
+            Base.metadata.create_all(conn)
             create_views(conn)
         name = spider.run_name or self._new_run_name(spider)
         settings = self.crawler.settings
@@ -244,3 +257,6 @@ class StorePipeline:
                     source_sha256=domain_list.sha256 if domain_list is not None else None,
                 )
             )
+        with self.engine.begin() as conn:
+            # Fresh statistics let the views' joins use the indexes at any size.
+            conn.execute(text("ANALYZE"))

@@ -16,6 +16,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -39,7 +40,7 @@ class Run(Base):
 
     __tablename__ = "runs"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
     created_at: Mapped[datetime]
 
 
@@ -49,14 +50,14 @@ class Crawl(Base):
     __tablename__ = "crawls"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), index=True)
-    label: Mapped[str | None] = mapped_column(String(200))
+    label: Mapped[str | None] = mapped_column(Text)
     source: Mapped[str] = mapped_column(Text)
     source_sha256: Mapped[str | None] = mapped_column(String(64))
     shard: Mapped[str | None] = mapped_column(String(20))
     started_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
     status: Mapped[str] = mapped_column(String(20))  # running | finished | interrupted | failed
-    finish_reason: Mapped[str | None] = mapped_column(String(100))
+    finish_reason: Mapped[str | None] = mapped_column(Text)
     versions: Mapped[dict[str, Any]]
     settings: Mapped[dict[str, Any]]
     counts: Mapped[dict[str, Any] | None]
@@ -65,9 +66,9 @@ class Crawl(Base):
 class Domain(Base):
     __tablename__ = "domains"
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), primary_key=True)
-    domain: Mapped[str] = mapped_column(String(253), primary_key=True)
+    domain: Mapped[str] = mapped_column(Text, primary_key=True)
     crawl_id: Mapped[int] = mapped_column(ForeignKey("crawls.id"))
-    label: Mapped[str | None] = mapped_column(String(200))
+    label: Mapped[str | None] = mapped_column(Text)
     weight: Mapped[float | None] = mapped_column(Float)
     line: Mapped[int] = mapped_column(Integer)  # line of the input list
     status: Mapped[str] = mapped_column(String(30))
@@ -82,9 +83,12 @@ class MxRecord(Base):
     """Which MX hosts a domain names (or its implicit MX), with preference."""
 
     __tablename__ = "mx_records"
+    # Keyed MX host first: the views join targets to domains through it; the
+    # index serves the other direction (a domain's MX hosts).
+    __table_args__ = (Index("ix_mx_records_domain", "run_id", "domain"),)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), primary_key=True)
-    domain: Mapped[str] = mapped_column(String(253), primary_key=True)
-    mx_host: Mapped[str] = mapped_column(String(253), primary_key=True, index=True)
+    mx_host: Mapped[str] = mapped_column(Text, primary_key=True)
+    domain: Mapped[str] = mapped_column(Text, primary_key=True)
     preference: Mapped[int] = mapped_column(Integer)
     implicit: Mapped[bool] = mapped_column(Boolean)
 
@@ -94,8 +98,8 @@ class MxHost(Base):
 
     __tablename__ = "mx_hosts"
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), primary_key=True)
-    name: Mapped[str] = mapped_column(String(253), primary_key=True)
-    canonical_name: Mapped[str | None] = mapped_column(String(253))  # CNAME target
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    canonical_name: Mapped[str | None] = mapped_column(Text)  # CNAME target
     dns_outcome: Mapped[str] = mapped_column(String(20))
     dns_detail: Mapped[str | None] = mapped_column(Text)
     ip_literal: Mapped[bool] = mapped_column(Boolean)
@@ -106,7 +110,7 @@ class MxAddress(Base):
 
     __tablename__ = "mx_addresses"
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), primary_key=True)
-    mx_host: Mapped[str] = mapped_column(String(253), primary_key=True)
+    mx_host: Mapped[str] = mapped_column(Text, primary_key=True)
     ip: Mapped[str] = mapped_column(String(45), primary_key=True, index=True)
     family: Mapped[int] = mapped_column(Integer)  # 4 or 6
     skip_reason: Mapped[str | None] = mapped_column(String(30))
@@ -122,7 +126,7 @@ class Probe(Base):
     crawl_id: Mapped[int] = mapped_column(ForeignKey("crawls.id"))
     ip: Mapped[str] = mapped_column(String(45))
     port: Mapped[int] = mapped_column(Integer)
-    sni: Mapped[str] = mapped_column(String(253))
+    sni: Mapped[str] = mapped_column(Text)
     started_at: Mapped[datetime]
     attempt_count: Mapped[int] = mapped_column(Integer)
     # How far the conversation got: error | none | failure | tls (TLS negotiated;
@@ -131,7 +135,7 @@ class Probe(Base):
     error: Mapped[str | None] = mapped_column(String(30))
     error_stage: Mapped[str | None] = mapped_column(String(20))
     error_detail: Mapped[str | None] = mapped_column(Text)
-    flags: Mapped[str | None] = mapped_column(String(200))  # sorted, comma-separated
+    flags: Mapped[str | None] = mapped_column(Text)  # sorted, comma-separated
     banner_code: Mapped[int | None] = mapped_column(Integer)
     banner_text: Mapped[str | None] = mapped_column(Text)
     ehlo_code: Mapped[int | None] = mapped_column(Integer)
@@ -144,13 +148,13 @@ class Probe(Base):
     starttls_text: Mapped[str | None] = mapped_column(Text)
     plaintext_after_starttls: Mapped[bytes | None] = mapped_column(LargeBinary)
     tls_version: Mapped[str | None] = mapped_column(String(10))
-    cipher: Mapped[str | None] = mapped_column(String(60))
+    cipher: Mapped[str | None] = mapped_column(Text)
     forward_secrecy: Mapped[bool | None] = mapped_column(Boolean)
-    kx_group: Mapped[str | None] = mapped_column(String(40))
+    kx_group: Mapped[str | None] = mapped_column(Text)
     cert_sha256: Mapped[str | None] = mapped_column(String(64), index=True)  # the leaf
     chain: Mapped[list[Any] | None]  # SHA-256 of each certificate as sent, leaf first
     # The chain's own verdict (whatever name reached it): trust, dates, key.
-    chain_reasons: Mapped[str | None] = mapped_column(String(200))  # sorted, comma-separated
+    chain_reasons: Mapped[str | None] = mapped_column(Text)  # sorted, comma-separated
     verify_error: Mapped[str | None] = mapped_column(Text)  # OpenSSL's "N: text"
     cert_parse_error: Mapped[str | None] = mapped_column(Text)
     leaf_names: Mapped[list[Any] | None]  # names matched against MX hosts
@@ -168,12 +172,12 @@ class Target(Base):
 
     __tablename__ = "targets"
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), primary_key=True)
-    mx_host: Mapped[str] = mapped_column(String(253), primary_key=True)
+    mx_host: Mapped[str] = mapped_column(Text, primary_key=True)
     ip: Mapped[str] = mapped_column(String(45), primary_key=True)
     port: Mapped[int] = mapped_column(Integer)
-    sni: Mapped[str] = mapped_column(String(253))
+    sni: Mapped[str] = mapped_column(Text)
     category: Mapped[str] = mapped_column(String(20))
-    reasons: Mapped[str | None] = mapped_column(String(200))  # sorted, comma-separated
+    reasons: Mapped[str | None] = mapped_column(Text)  # sorted, comma-separated
     error: Mapped[str | None] = mapped_column(String(30))
     error_stage: Mapped[str | None] = mapped_column(String(20))
 
@@ -188,7 +192,7 @@ class Certificate(Base):
     issuer: Mapped[str | None] = mapped_column(Text)
     not_before: Mapped[datetime | None]
     not_after: Mapped[datetime | None]
-    key_type: Mapped[str | None] = mapped_column(String(20))
+    key_type: Mapped[str | None] = mapped_column(Text)
     key_bits: Mapped[int | None] = mapped_column(Integer)
     san_dns: Mapped[list[Any] | None]
     parse_error: Mapped[str | None] = mapped_column(Text)

@@ -98,8 +98,8 @@ SELECT d.run_id, d.label, d.domain, d.weight, d.status, d.mx_count, d.implicit_m
             AS worst_category,
        CASE WHEN d.status = 'ok' THEN {rollup("tr.category", worst=True, condition=_PRIMARY)} END
             AS primary_category,
-       CASE WHEN d.status = 'ok' THEN COUNT(tr.mx_host) > 0
-            AND SUM(CASE WHEN tr.category = 'strict' THEN 1 ELSE 0 END) = COUNT(tr.mx_host) END
+       CASE WHEN d.status = 'ok' AND COUNT(tr.category) > 0 THEN
+            SUM(CASE WHEN tr.category = 'strict' THEN 1 ELSE 0 END) = COUNT(tr.category) END
             AS all_strict
 FROM domains d
 LEFT JOIN mx_records r ON r.run_id = d.run_id AND r.domain = d.domain

@@ -99,6 +99,7 @@ class Expected:
                 self.category(t) for h, p, _ in hosts if p == top for t in targets.get(h, [])
             ]
             ok = status == "ok"
+            probed = [c for c in cats if c is not None]
             rows[domain] = {
                 "status": status,
                 "mx_count": sum(1 for _, _, implicit in hosts if not implicit)
@@ -110,6 +111,7 @@ class Expected:
                 "best_category": rule(cats, worst=False) if ok else None,
                 "worst_category": rule(cats, worst=True) if ok else None,
                 "primary_category": rule(primary, worst=True) if ok else None,
-                "all_strict": (bool(cats) and all(c == "strict" for c in cats)) if ok else None,
+                # Over the probed targets (skipped ones have no category); NULL if none.
+                "all_strict": all(c == "strict" for c in probed) if ok and probed else None,
             }
         return rows

@@ -1,7 +1,14 @@
 """The pure mail-routing decisions: null MX, implicit MX, IP literals, status."""
 
 from crawler.handlers.dns import parse_nameservers
-from crawler.mailroute import HostDns, MxRecord, domain_status, is_ip_literal, parse_mx
+from crawler.mailroute import (
+    HostDns,
+    MxRecord,
+    domain_status,
+    implicit_status,
+    is_ip_literal,
+    parse_mx,
+)
 from schema.vocab import DomainStatus, HostDnsOutcome
 
 OK = HostDnsOutcome.OK
@@ -73,3 +80,15 @@ def test_nameserver_setting_rejects_names():
 
     with pytest.raises(ValueError, match="not an IP"):
         parse_nameservers("dns.example.org")
+
+
+def test_a_domain_without_mx_takes_its_status_from_its_own_address_lookup():
+    """RFC 5321 §5.1: a failed lookup is a DNS error, not "no address"."""
+    name = "example.org"
+    assert implicit_status(HostDns(name, OK, ("192.0.2.1",))) is DomainStatus.OK
+    assert (
+        implicit_status(HostDns(name, HostDnsOutcome.NO_ADDRESS)) is DomainStatus.NO_MX_NO_ADDRESS
+    )
+    assert implicit_status(HostDns(name, HostDnsOutcome.NXDOMAIN)) is DomainStatus.NO_MX_NO_ADDRESS
+    assert implicit_status(HostDns(name, HostDnsOutcome.TIMEOUT)) is DomainStatus.DNS_TIMEOUT
+    assert implicit_status(HostDns(name, HostDnsOutcome.SERVFAIL)) is DomainStatus.SERVFAIL

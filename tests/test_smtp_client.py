@@ -380,6 +380,18 @@ def test_no_starttls_is_none_and_quits() -> None:
     ]
 
 
+def test_a_reply_before_its_command_is_a_protocol_error() -> None:
+    """A stray reply that came with the greeting, before EHLO was sent, is not
+    EHLO's answer: read as one it would turn this server into a false `none`."""
+    c = converse()
+    c.receive(b"220 mx.example.org ESMTP\r\n250 stray\r\n")
+    attempt = c.lose()
+    assert attempt.error is ErrorCode.PROTOCOL_ERROR
+    assert attempt.error_stage is Stage.EHLO
+    assert "250 stray" in (attempt.error_detail or "")
+    assert attempt.outcome is Category.ERROR
+
+
 def test_starttls_454_is_starttls_rejected() -> None:
     """STARTTLS answered 454: category failure, `starttls_rejected` at
     starttls, then QUIT."""
@@ -566,7 +578,8 @@ def test_close_that_never_completes_is_aborted() -> None:
 def test_replies_after_quit_are_ignored() -> None:
     """Anything the server says after the 221 is neither parsed nor answered."""
     c = converse()
-    c.receive(b"220 mx.example.org\r\n250 mx.example.org\r\n")
+    c.receive(b"220 mx.example.org\r\n")
+    c.receive(b"250 mx.example.org\r\n")
     c.receive(b"221 bye\r\ngarbage\r\n250 more\r\n")
     assert c.written() == EHLO + QUIT
     assert c.lose().error is None

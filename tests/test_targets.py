@@ -27,10 +27,15 @@ def test_ipv6_modes():
 
 def test_exclusions_file(tmp_path):
     path = tmp_path / "exclude.txt"
-    path.write_text("# owners who asked\nexample.org\n192.0.2.0/24  # a network\n2001:db8::/32\n")
+    path.write_text(
+        "# owners who asked\nexample.org\n192.0.2.0/24  # a network\n"
+        "2001:db8::/32\nBücher.example\n"
+    )
     ex = Exclusions.from_file(str(path))
     assert ex.excludes_domain("example.org") and ex.excludes_domain("mail.example.org")
     assert not ex.excludes_domain("example.com") and not ex.excludes_domain("notexample.org")
+    assert ex.excludes_domain("xn--bcher-kva.example")  # list entries are A-labels
     policy = TargetPolicy(exclusions=ex)
+    assert policy.skip_reason("8.8.8.8", "mx1.mail.example.org") is SkipReason.EXCLUDED
     assert policy.skip_reason("192.0.2.77") is SkipReason.EXCLUDED
     assert policy.skip_reason("2001:db8::25") is SkipReason.EXCLUDED

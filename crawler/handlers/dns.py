@@ -22,7 +22,15 @@ from scrapy.core.downloader.handlers.base import BaseDownloadHandler
 from scrapy.http import Response
 from scrapy.utils.httpobj import urlparse_cached
 
-from crawler.mailroute import DomainDns, HostDns, MxRecord, domain_status, is_ip_literal, parse_mx
+from crawler.mailroute import (
+    DomainDns,
+    HostDns,
+    MxRecord,
+    domain_status,
+    implicit_status,
+    is_ip_literal,
+    parse_mx,
+)
 from schema.vocab import DomainStatus, HostDnsOutcome
 
 if TYPE_CHECKING:
@@ -121,11 +129,13 @@ class DnsDownloadHandler(BaseDownloadHandler):
         if null_mx:
             return DomainDns(domain, DomainStatus.NULL_MX, null_mx=True, mx_rrset=mx_text)
         if not mx:
-            mx = (MxRecord(domain, 0, implicit=True),)
+            # The implicit MX is not cached: it is as many hosts as the list has such domains.
+            host = await self._resolve_host(domain)
+            status = implicit_status(host)
+            if status is not DomainStatus.OK:
+                return DomainDns(domain, status, detail=host.detail)
+            return DomainDns(domain, status, (MxRecord(domain, 0, implicit=True),), (host,))
         hosts = tuple(await asyncio.gather(*(self.resolve_host(r.host) for r in mx)))
-        if mx[0].implicit and hosts[0].outcome is not HostDnsOutcome.OK:
-            # No MX and no address: the implicit MX does not exist (RFC 5321 §5.1).
-            return DomainDns(domain, DomainStatus.NO_MX_NO_ADDRESS, detail=hosts[0].detail)
         return DomainDns(domain, domain_status(mx, hosts), mx, hosts, mx_rrset=mx_text)
 
     def resolve_host(self, name: str) -> asyncio.Future[HostDns]:

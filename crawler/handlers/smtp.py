@@ -43,16 +43,18 @@ class SmtpResponse(Response):
 
 
 def ehlo_name(settings: BaseSettings) -> str:
-    """SMTP_EHLO_NAME, or the machine's FQDN; a bare name earns a loud warning,
-    because servers refuse it at EHLO and the target would look like `none`."""
-    name = settings.get("SMTP_EHLO_NAME") or socket.getfqdn()
+    """SMTP_EHLO_NAME, or the machine's FQDN."""
+    return settings.get("SMTP_EHLO_NAME") or socket.getfqdn()
+
+
+def warn_if_unqualified(name: str) -> None:
+    """Servers refuse a bare EHLO name, and the target would look like `none`."""
     if "." not in name.strip("."):
         logger.warning(
             "SMTP_EHLO_NAME %r is not fully qualified: many servers refuse such an EHLO "
             "and the scan would report false results; set -s SMTP_EHLO_NAME=host.example.org",
             name,
         )
-    return name
 
 
 def probe_config(settings: BaseSettings) -> ProbeConfig:
@@ -76,6 +78,7 @@ class SmtpDownloadHandler(BaseDownloadHandler):
         super().__init__(crawler)
         settings = crawler.settings
         self.config = probe_config(settings)
+        warn_if_unqualified(self.config.ehlo_name)
         self.default_port = settings.getint("SMTP_PORT")
         self.retries = settings.getint("SMTP_RETRIES")
         self.retry_delay = settings.getfloat("SMTP_RETRY_DELAY")

@@ -163,6 +163,14 @@ class SmtpProbeProtocol(Protocol):
         try:
             while self._expect is not None and (reply := self._reader.next_reply()) is not None:
                 self._reply_received(reply)
+                if self._expect is not None and self._reader.buffered:
+                    # RFC 5321 §4.1: a reply follows its command. Bytes already waiting
+                    # when the next command went out answer nothing we sent; reading
+                    # them as its reply would let a stray "250" pass for EHLO's answer.
+                    self._protocol_error(
+                        f"reply before command: {self._reader.take_buffer()!r}"[:MAX_DETAIL]
+                    )
+                    return
         except ReplyError as e:
             self._protocol_error(str(e))
 

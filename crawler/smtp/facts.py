@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from schema.vocab import PRE_EHLO_STAGES, Category, ErrorCode, Stage
+from schema.vocab import PRE_EHLO_STAGES, Category, ErrorCode, Flag, Stage
 
 
 @dataclass(frozen=True)
@@ -91,14 +91,13 @@ class Attempt:
 
     @property
     def flags(self) -> tuple[str, ...]:
-        names = []
-        if self.ehlo_refused:
-            names.append("ehlo_refused")
-        if self.plaintext_after_starttls:
-            names.append("plaintext_after_starttls")
-        if self.post_tls_ehlo_failed:
-            names.append("post_tls_ehlo_failed")
-        return tuple(names)
+        """Facts worth a flag that do not change the category, sorted."""
+        present = {
+            Flag.EHLO_REFUSED: self.ehlo_refused,
+            Flag.PLAINTEXT_AFTER_STARTTLS: bool(self.plaintext_after_starttls),
+            Flag.POST_TLS_EHLO_FAILED: self.post_tls_ehlo_failed,
+        }
+        return tuple(sorted(str(flag) for flag, on in present.items() if on))
 
 
 @dataclass

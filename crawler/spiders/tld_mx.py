@@ -153,7 +153,7 @@ class TldMxSpider(scrapy.Spider):
         skipped = []
         for host in facts.hosts:
             for ip in host.addresses:
-                reason = self.policy.skip_reason(ip)
+                reason = self.policy.skip_reason(ip, host.name)
                 if reason is not None:
                     skipped.append((host.name, ip, str(reason)))
                 else:
