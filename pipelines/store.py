@@ -30,8 +30,13 @@ from schema.views import create_views
 
 logger = logging.getLogger(__name__)
 
-TABLES = ("domains", "mx_records", "mx_hosts", "mx_addresses", "certificates", "probes")
-REPLACED = ("targets",)  # re-judged facts: the last verdict wins
+TABLES = ("domains", "mx_records", "mx_hosts", "mx_addresses", "certificates")
+# Re-judged or re-made facts, by their natural key: the last one wins, so a
+# target's verdict and the probe it names always come from the same crawl.
+REPLACED = {
+    "probes": ["run_id", "ip", "port", "sni"],
+    "targets": ["run_id", "mx_host", "ip"],
+}
 # How a crawl ended, from Scrapy's finish reason; anything unforeseen (e.g. the
 # list could not be read) is a failure.
 CRAWL_STATUS = {"finished": "finished", "shutdown": "interrupted"}
@@ -189,12 +194,11 @@ class StorePipeline:
             for name in TABLES:
                 if batch.get(name):
                     conn.execute(insert_ignore(self.engine, _table(name)), batch[name])
-            for name in REPLACED:
+            for name, keys in REPLACED.items():
                 if batch.get(name):
-                    keys = [c.name for c in _table(name).primary_key.columns]
                     # One row per key and statement: PostgreSQL will not update a row twice.
                     latest = {tuple(row[k] for k in keys): row for row in batch[name]}
-                    conn.execute(upsert(self.engine, _table(name)), list(latest.values()))
+                    conn.execute(upsert(self.engine, _table(name), keys), list(latest.values()))
 
     def _open_run(self, spider: Any) -> tuple[int, int]:
         assert self.engine is not None

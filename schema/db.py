@@ -40,13 +40,14 @@ def insert_ignore(engine: Engine, table: Table):
     return dialect.insert(table).on_conflict_do_nothing()
 
 
-def upsert(engine: Engine, table: Table):
-    """INSERT … ON CONFLICT (primary key) DO UPDATE: a later fact replaces an
-    earlier one (a target re-judged by the probe made with its own SNI)."""
+def upsert(engine: Engine, table: Table, keys: list[str]):
+    """INSERT … ON CONFLICT (keys) DO UPDATE: a later fact replaces an earlier one
+    (a target re-judged by a better-fitting probe; a probe made again by a later
+    crawl of the same run). Primary-key columns are never overwritten."""
     dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
     statement = dialect.insert(table)
-    keys = [c.name for c in table.primary_key.columns]
+    fixed = set(keys) | {c.name for c in table.primary_key.columns}
     return statement.on_conflict_do_update(
         index_elements=keys,
-        set_={c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys},
+        set_={c.name: statement.excluded[c.name] for c in table.columns if c.name not in fixed},
     )

@@ -207,3 +207,26 @@ def test_weights_give_the_all_email_bar(net, spec, settings, tmp_path):
     assert {r["category"]: r["n"] for r in rows if r["unit"] == "all_email"} == want
     url = settings["DATABASE_URL"]
     assert count(url, "SELECT COUNT(*) FROM domains WHERE weight IS NULL") == 1
+
+
+def test_a_run_joined_by_a_second_crawl_stays_consistent(spec, settings, tmp_path):
+    """`-a run=NAME` twice: one run with two crawls, no duplicate rows, and every
+    verdict agrees with the probe it names (both come from the latest crawl)."""
+    path = tmp_path / "some.txt"
+    path.write_text("\n".join(list(spec.expected_domains())[:12]) + "\n")
+    for _ in range(2):
+        result = crawl(path, settings, "run=twice", timeout=180)
+        assert result.returncode == 0, result.stderr[-3000:]
+    url = settings["DATABASE_URL"]
+    assert count(url, "SELECT COUNT(*) FROM runs") == 1
+    assert count(url, "SELECT COUNT(*) FROM crawls WHERE status = 'finished'") == 2
+    assert count(url, "SELECT COUNT(*) FROM domains") == 12
+    with engine_for(url).connect() as conn:
+        rows = conn.execute(text("SELECT category, tls_version FROM target_results")).all()
+        probes = conn.execute(text("SELECT COUNT(*), COUNT(DISTINCT crawl_id) FROM probes")).one()
+    assert rows and all(
+        (category in ("strict", "opportunistic")) == (tls is not None)
+        for category, tls in rows
+        if category is not None
+    )
+    assert probes[1] == 1, "the probes and the verdicts naming them are the second crawl's"
