@@ -1056,3 +1056,14 @@ def test_legacy_cipher_list() -> None:
     """The client offers no anonymous, unencrypted, PSK or SRP suites."""
     assert LEGACY_CIPHERS == b"ALL:!aNULL:!eNULL:!PSK:!SRP:@SECLEVEL=0"
     assert client_context() is client_context()
+
+
+def test_a_failure_of_our_own_machine_is_not_a_fact_about_the_target() -> None:
+    """Out of sockets or ports: no `unreachable` verdict, a LocalProbeError instead."""
+    from crawler.smtp.client import LocalProbeError, is_local_failure
+
+    assert is_local_failure(error.ConnectBindError(24, "Too many open files"))
+    assert is_local_failure(error.ConnectError(99, "Cannot assign requested address"))
+    assert not is_local_failure(error.ConnectionRefusedError())
+    assert not is_local_failure(error.NoRouteError())
+    assert issubclass(LocalProbeError, Exception)

@@ -20,7 +20,7 @@ from scrapy.utils.defer import maybe_deferred_to_future
 from scrapy.utils.httpobj import urlparse_cached
 from twisted.internet.defer import DeferredSemaphore
 
-from crawler.smtp.client import ProbeConfig, probe_once
+from crawler.smtp.client import LocalProbeError, ProbeConfig, probe_once
 from crawler.smtp.facts import Probe
 from crawler.smtp.tls import client_context
 
@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from crawler.smtp.facts import Attempt
 
 logger = logging.getLogger(__name__)
+
+LOCAL_RETRY_WAITS = (1.0, 5.0, 15.0)  # seconds between tries when this machine fails
 
 
 class SmtpResponse(Response):
@@ -94,12 +96,25 @@ class SmtpDownloadHandler(BaseDownloadHandler):
         for attempt_number in range(1 + self.retries):
             if attempt_number:
                 await self._sleep(self.retry_delay)
-            attempt = await self._attempt(probe)
+            attempt = await self._attempt_locally_retried(probe)
             probe.attempts.append(attempt)
             if not attempt.transient:
                 break
         request.meta["download_latency"] = time.monotonic() - started
         return SmtpResponse(url=request.url, request=request, probe=probe)
+
+    async def _attempt_locally_retried(self, probe: Probe) -> Attempt:
+        """An attempt; a failure of this machine (no free socket or port) is waited
+        out and tried again, never recorded as the target's fact. If it persists,
+        the request fails loudly and the target stays unjudged."""
+        for wait in LOCAL_RETRY_WAITS:
+            try:
+                return await self._attempt(probe)
+            except LocalProbeError as e:
+                logger.warning("local failure probing %s, retrying in %g s: %s", probe.ip, wait, e)
+                self.crawler.stats.inc_value("mxcensus/probes/local_failures")
+                await self._sleep(wait)
+        return await self._attempt(probe)
 
     async def _attempt(self, probe: Probe) -> Attempt:
         """One connection, waiting for a free slot of this IP's cap."""

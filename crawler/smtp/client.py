@@ -11,6 +11,7 @@ sends MAIL, RCPT or DATA: the conversation is EHLO (or HELO), STARTTLS, EHLO, QU
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import time
 from collections.abc import Callable
@@ -440,12 +441,33 @@ class _ProbeFactory(ClientFactory):
         return protocol
 
     def clientConnectionFailed(self, connector: object, reason: Failure) -> None:
+        if is_local_failure(reason.value):
+            # Our machine failed, not the target: no fact about it to record.
+            self.finished.errback(LocalProbeError(failure_text(reason)))
+            return
         elapsed = self.clock.seconds() - self.started
         self.attempt.timings["connect"] = self.attempt.timings["total"] = elapsed
         self.attempt.error = connect_error_code(reason.value)
         self.attempt.error_stage = Stage.CONNECT
         self.attempt.error_detail = failure_text(reason)
         self.finished.callback(self.attempt)
+
+
+class LocalProbeError(Exception):
+    """The scanning machine could not make the connection (no free socket or
+    port, no local address): says nothing about the target."""
+
+
+# errnos of a connect that failed on our side: out of files, buffers, memory or ports.
+_LOCAL_ERRNOS = frozenset(
+    {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.EADDRNOTAVAIL}
+)
+
+
+def is_local_failure(exc: BaseException) -> bool:
+    if isinstance(exc, error.ConnectBindError):
+        return True
+    return isinstance(exc, error.ConnectError) and exc.osError in _LOCAL_ERRNOS
 
 
 def connect_error_code(exc: BaseException) -> ErrorCode:
@@ -472,7 +494,8 @@ def probe_once(
 
     `context` defaults to the process's shared legacy context; `reactor` (an
     `IReactorTCP` and `IReactorTime`) to the global one. The Deferred fires
-    with the `Attempt` and never errbacks.
+    with the `Attempt`; it errbacks only with `LocalProbeError`, when this
+    machine could not even try.
     """
     if reactor is None:
         from twisted.internet import reactor
