@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: all venv test lint demo clean
+.PHONY: all venv test lint demo report bench-report clean
 
 all: test
 
@@ -25,5 +25,11 @@ test: venv lint
 demo: venv
 	$(PY) -m demo
 
+report: venv
+	$(PY) -m scrapy report --html report/
+
+bench-report: venv
+	$(PY) -m benchmarks.report_100k
+
 clean:
-	rm -rf $(VENV) .demo *.egg-info
+	rm -rf $(VENV) .demo report *.egg-info

@@ -69,7 +69,7 @@ GROUP BY h.run_id, h.name
 
 IP_RESULTS = f"""
 SELECT g.run_id, g.ip, g.port, g.mx_host_count, g.domain_count, g.category, g.best_category,
-       fp.tls_version, fp.cipher, fp.forward_secrecy
+       fp.tls_version, fp.cipher, fp.forward_secrecy  -- its first TLS session, if any
 FROM (
     SELECT tr.run_id, tr.ip, MAX(tr.port) AS port,
            COUNT(DISTINCT tr.mx_host) AS mx_host_count,
@@ -82,14 +82,22 @@ FROM (
     GROUP BY tr.run_id, tr.ip
 ) g
 LEFT JOIN probes fp ON fp.run_id = g.run_id AND fp.ip = g.ip
-     AND fp.id = (SELECT MIN(p.id) FROM probes p WHERE p.run_id = g.run_id AND p.ip = g.ip)
+     AND fp.id = COALESCE(
+         (SELECT MIN(p.id) FROM probes p
+          WHERE p.run_id = g.run_id AND p.ip = g.ip AND p.tls_version IS NOT NULL),
+         (SELECT MIN(p.id) FROM probes p WHERE p.run_id = g.run_id AND p.ip = g.ip))
 """
 
 DOMAIN_MX = """
 SELECT run_id, domain, mx_host, preference, implicit FROM mx_records
 """
 
-_PRIMARY = "r.preference = pm.preference"
+# A domain's primary MX hosts: its lowest preference (a correlated lookup, so a
+# query for one run never aggregates the MX records of every run).
+_PRIMARY = (
+    "r.preference = (SELECT MIN(p.preference) FROM mx_records p"
+    " WHERE p.run_id = r.run_id AND p.domain = r.domain)"
+)
 DOMAIN_RESULTS = f"""
 SELECT d.run_id, d.label, d.domain, d.weight, d.status, d.mx_count, d.implicit_mx,
        CASE WHEN d.status = 'ok' THEN {rollup("tr.category", worst=False)} END
@@ -103,9 +111,6 @@ SELECT d.run_id, d.label, d.domain, d.weight, d.status, d.mx_count, d.implicit_m
             AS all_strict
 FROM domains d
 LEFT JOIN mx_records r ON r.run_id = d.run_id AND r.domain = d.domain
-LEFT JOIN (SELECT run_id, domain, MIN(preference) AS preference
-           FROM mx_records GROUP BY run_id, domain) pm
-       ON pm.run_id = d.run_id AND pm.domain = d.domain
 LEFT JOIN target_results tr ON tr.run_id = r.run_id AND tr.mx_host = r.mx_host
 GROUP BY d.run_id, d.label, d.domain, d.weight, d.status, d.mx_count, d.implicit_mx
 """

@@ -1,0 +1,180 @@
+"""The report's own SQL, where schema/queries/ has no query. Read the public views only
+(and `domains`/`crawls` for what no view holds); `:run`, or `:a`/`:b` for two runs.
+Every aggregate is computed here, never by looping over domains in Python.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+FOUR = "('strict', 'opportunistic', 'failure', 'none')"
+
+RUN = """
+SELECT r.id AS run_id, r.name,
+       (SELECT COUNT(*) FROM crawls c WHERE c.run_id = r.id) AS crawls,
+       (SELECT COUNT(*) FROM domains d WHERE d.run_id = r.id) AS domains,
+       (SELECT COUNT(DISTINCT d.label) FROM domains d WHERE d.run_id = r.id) AS labels,
+       (SELECT COUNT(d.weight) FROM domains d WHERE d.run_id = r.id) AS weighted_domains
+FROM runs r
+WHERE r.id = :run
+"""
+
+DOMAIN_STATUS = """
+SELECT status, COUNT(*) AS domains
+FROM domain_results
+WHERE run_id = :run
+GROUP BY status
+ORDER BY COUNT(*) DESC, status
+"""
+
+
+def _apart(weight: str) -> str:
+    return (
+        f"SUM(CASE WHEN primary_category = 'error' THEN {weight} ELSE 0 END) AS error, "
+        f"SUM(CASE WHEN status = 'ok' AND primary_category IS NULL THEN {weight} ELSE 0 END)"
+        f" AS not_probed, SUM(CASE WHEN status <> 'ok' THEN {weight} ELSE 0 END) AS not_ok"
+    )
+
+
+# The units Figure 1 leaves out of its shares (DESIGN.md): `error`, no category (not
+# probed) and, for domains, a status other than ok (no MX host to count).
+FIGURE1_APART = f"""
+SELECT 'all_email' AS unit, {_apart("weight")}
+FROM domain_results WHERE run_id = :run AND weight IS NOT NULL
+UNION ALL
+SELECT 'domain', {_apart("1")}
+FROM domain_results WHERE run_id = :run
+UNION ALL
+SELECT 'mx_host', SUM(CASE WHEN category = 'error' THEN 1 ELSE 0 END),
+       SUM(CASE WHEN category IS NULL THEN 1 ELSE 0 END), NULL
+FROM mx_results WHERE run_id = :run
+UNION ALL
+SELECT 'ip', SUM(CASE WHEN category = 'error' THEN 1 ELSE 0 END),
+       SUM(CASE WHEN category IS NULL THEN 1 ELSE 0 END), NULL
+FROM ip_results WHERE run_id = :run
+"""
+
+# Per label, the Italian table's domain columns and the domains' Figure-1 categories.
+LABEL_DOMAINS = f"""
+SELECT label, COUNT(*) AS domains,
+       SUM(CASE WHEN primary_category = 'strict' THEN 1 ELSE 0 END) AS strict,
+       SUM(CASE WHEN primary_category = 'opportunistic' THEN 1 ELSE 0 END) AS opportunistic,
+       SUM(CASE WHEN primary_category = 'failure' THEN 1 ELSE 0 END) AS failure,
+       SUM(CASE WHEN primary_category = 'none' THEN 1 ELSE 0 END) AS "none",
+       SUM(CASE WHEN primary_category IN {FOUR} THEN 1 ELSE 0 END) AS counted,
+       SUM(CASE WHEN primary_category = 'error' THEN 1 ELSE 0 END) AS error
+FROM domain_results
+WHERE run_id = :run
+GROUP BY label
+"""
+
+# As italian_table.sql's domains_covered, per label.
+LABEL_COVERED = """
+SELECT d.label, COUNT(DISTINCT d.domain) AS domains_covered
+FROM domains d
+JOIN domain_mx dm ON dm.run_id = d.run_id AND dm.domain = d.domain
+JOIN mx_results m ON m.run_id = dm.run_id AND m.mx_host = dm.mx_host
+WHERE d.run_id = :run AND m.starttls_any
+GROUP BY d.label
+"""
+
+
+def _distinct(condition: str) -> str:
+    return f"COUNT(DISTINCT CASE WHEN {condition} THEN m.mx_host END)"
+
+
+# As italian_table.sql's MX columns (probed hosts only), and the hosts' Figure-1
+# categories, over the MX hosts a label's domains name: a host shared by two labels
+# counts in both.
+LABEL_MX = f"""
+SELECT d.label, COUNT(DISTINCT m.mx_host) AS unique_mx,
+       {_distinct("m.starttls_any")} AS mx_with_starttls,
+       {_distinct("NOT m.answered")} AS connection_errors,
+       {_distinct("m.answered AND NOT m.starttls_any")} AS no_starttls,
+       {_distinct("m.category = 'strict'")} AS strict,
+       {_distinct("m.category = 'opportunistic'")} AS opportunistic,
+       {_distinct("m.category = 'failure'")} AS failure,
+       {_distinct("m.category = 'none'")} AS "none",
+       {_distinct(f"m.category IN {FOUR}")} AS counted,
+       {_distinct("m.category = 'error'")} AS error
+FROM domains d
+JOIN domain_mx dm ON dm.run_id = d.run_id AND dm.domain = d.domain
+JOIN mx_results m ON m.run_id = dm.run_id AND m.mx_host = dm.mx_host
+WHERE d.run_id = :run AND m.answered IS NOT NULL
+GROUP BY d.label
+"""
+
+# -- two runs -------------------------------------------------------------------------------
+
+_UNITS = (  # (unit, view, key, category column)
+    ("domain", "domain_results", "domain", "primary_category"),
+    ("mx_host", "mx_results", "mx_host", "category"),
+    ("ip", "ip_results", "ip", "category"),
+)
+_ORDER = "CASE unit WHEN 'domain' THEN 1 WHEN 'mx_host' THEN 2 ELSE 3 END"
+
+
+def _changes() -> str:
+    return "\nUNION ALL\n".join(
+        f"SELECT '{unit}' AS unit, a.{key} AS name, a.{column} AS old, b.{column} AS new"
+        f" FROM {view} a JOIN {view} b ON b.run_id = :b AND b.{key} = a.{key}"
+        f" WHERE a.run_id = :a AND COALESCE(a.{column}, '') <> COALESCE(b.{column}, '')"
+        for unit, view, key, column in _UNITS
+    )
+
+
+# Units in both runs whose category changed, old → new (NULL: not probed).
+TRANSITIONS = f"""
+SELECT unit, old, new, COUNT(*) AS n FROM ({_changes()}) c
+GROUP BY unit, old, new
+ORDER BY {_ORDER}, COUNT(*) DESC, old, new
+"""
+
+CHANGED = f"""
+SELECT unit, name, old, new FROM (
+    SELECT c.*, ROW_NUMBER() OVER (PARTITION BY unit ORDER BY name) AS k
+    FROM ({_changes()}) c
+) ranked
+WHERE :limit < 0 OR k <= :limit
+ORDER BY {_ORDER}, name
+"""
+
+COVERAGE = "\nUNION ALL\n".join(
+    f"""SELECT '{unit}' AS unit,
+       SUM(CASE WHEN na > 0 AND nb > 0 THEN 1 ELSE 0 END) AS both_runs,
+       SUM(CASE WHEN nb = 0 THEN 1 ELSE 0 END) AS only_a,
+       SUM(CASE WHEN na = 0 THEN 1 ELSE 0 END) AS only_b
+FROM (SELECT {key}, SUM(CASE WHEN run_id = :a THEN 1 ELSE 0 END) AS na,
+             SUM(CASE WHEN run_id = :b THEN 1 ELSE 0 END) AS nb
+      FROM {view} WHERE run_id IN (:a, :b) GROUP BY {key}) k"""
+    for unit, view, key, _ in _UNITS
+)
+
+# MX hosts named in run :present and not in run :absent (new, or vanished when swapped).
+MX_ONLY_IN = """
+SELECT mx_host, category, ip_count, domains FROM (
+    SELECT m.mx_host, m.category, m.ip_count, COUNT(dm.domain) AS domains,
+           ROW_NUMBER() OVER (ORDER BY COUNT(dm.domain) DESC, m.mx_host) AS k
+    FROM mx_results m
+    LEFT JOIN domain_mx dm ON dm.run_id = m.run_id AND dm.mx_host = m.mx_host
+    WHERE m.run_id = :present
+      AND NOT EXISTS (SELECT 1 FROM mx_results o
+                      WHERE o.run_id = :absent AND o.mx_host = m.mx_host)
+    GROUP BY m.mx_host, m.category, m.ip_count
+) ranked
+WHERE :limit < 0 OR k <= :limit
+ORDER BY k
+"""
+
+MX_ONLY_IN_COUNT = """
+SELECT COUNT(*) FROM mx_results m
+WHERE m.run_id = :present
+  AND NOT EXISTS (SELECT 1 FROM mx_results o WHERE o.run_id = :absent AND o.mx_host = m.mx_host)
+"""
+
+
+def rows(engine: Engine, sql: str, **params: Any) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(text(sql), params).mappings()]
