@@ -230,3 +230,47 @@ def test_a_run_joined_by_a_second_crawl_stays_consistent(spec, settings, tmp_pat
         if category is not None
     )
     assert probes[1] == 1, "the probes and the verdicts naming them are the second crawl's"
+
+
+def test_targets_that_must_not_be_probed_are_never_connected_to(net, settings, tmp_path):
+    """EXCLUDE_FILE (a domain: never resolved; a range: never connected to),
+    SMTP_IPV6=off, and loopback without ALLOW_NONPUBLIC_TARGETS: each target gets
+    its skip reason, and the servers' own log shows no connection to it."""
+    path = tmp_path / "some.txt"
+    path.write_text("strict.test\nv6.test\nplain.test\ncnamed.test\n")
+    exclude = tmp_path / "exclude.txt"
+    exclude.write_text("cnamed.test\n127.4.0.0/16  # the owner of plain.test's MX asked\n")
+    before = len(net.connections())
+    result = crawl(path, {**settings, "EXCLUDE_FILE": str(exclude), "SMTP_IPV6": "off"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    with engine_for(settings["DATABASE_URL"]).connect() as conn:
+        rows = conn.execute(text("SELECT mx_host, ip, category, skip_reason FROM target_results"))
+        targets = {(r.mx_host, r.ip): (r.category, r.skip_reason) for r in rows}
+        domains = conn.execute(text("SELECT domain FROM domains ORDER BY domain")).scalars().all()
+    assert domains == ["plain.test", "strict.test", "v6.test"]  # cnamed.test: not resolved
+    assert targets == {
+        ("mx.strict.test", "127.1.0.1"): ("strict", None),
+        ("mx.v6.test", "::1"): (None, "ipv6_disabled"),
+        ("mx.plain.test", "127.4.0.1"): (None, "excluded"),
+    }
+    time.sleep(0.5)
+    reached = {c["ip"] for c in net.connections()[before:]}
+    assert reached == {"127.1.0.1"}
+
+    strict_policy = {k: v for k, v in settings.items() if k != "ALLOW_NONPUBLIC_TARGETS"}
+    result = crawl(path, strict_policy, "run=public-only")
+    assert result.returncode == 0, result.stderr[-3000:]
+    with engine_for(settings["DATABASE_URL"]).connect() as conn:
+        skips = (
+            conn.execute(
+                text(
+                    "SELECT DISTINCT t.skip_reason FROM target_results t"
+                    " JOIN runs r ON r.id = t.run_id WHERE r.name = 'public-only'"
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert skips == ["non_public_address"]
+    time.sleep(0.5)
+    assert {c["ip"] for c in net.connections()[before:]} == {"127.1.0.1"}
