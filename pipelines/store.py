@@ -170,13 +170,17 @@ class StorePipeline:
         # Writes stay in order: each waits for the one before it.
         self._queued += 1
         self._writing = previous.addCallback(write) if previous else write()
-        self._writing.addErrback(self._write_failed)
+        self._writing.addErrback(self._write_failed, batch)
         self._writing.addBoth(written)
         return self._writing
 
-    def _write_failed(self, failure: Any) -> None:
+    def _write_failed(self, failure: Any, batch: Rows) -> None:
         logger.error("writing to %s failed: %s", self.url, failure.getTraceback())
         self.crawler.stats.inc_value("mxcensus/store/failed_batches")
+        # Shared facts of a lost batch were never stored: let a later item bring them.
+        for table, rows in batch.items():
+            for row in rows:
+                self._seen[table].discard(self._dedup_key(table, row))
 
     # --- the writer thread ---------------------------------------------------
 
