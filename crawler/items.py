@@ -28,6 +28,7 @@ class TargetVerdict:
     reasons: tuple[str, ...] = ()  # sorted; only for opportunistic
     error: str | None = None  # only for error and failure
     error_stage: str | None = None
+    flags: tuple[str, ...] = ()  # the target's own flags (the probe's are on the probe)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from typing import Any
 from crawler.items import DomainItem, ProbeItem, TargetVerdict
 from pipelines.record import ca_bundle_path
 from pipelines.verify import ChainVerdict, TrustStore, judge_chain, judge_target
-from schema.vocab import Category
+from schema.vocab import Category, Flag, Reason
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class _Judged:
     chain: ChainVerdict | None
 
 
-def verdict(mx_host: str, ip: str, probe: _Judged) -> TargetVerdict:
+def verdict(mx_host: str, ip: str, probe: _Judged, exhausted: bool = False) -> TargetVerdict:
     if probe.chain is None:
         category = probe.outcome or Category.ERROR
         return TargetVerdict(
@@ -40,7 +40,13 @@ def verdict(mx_host: str, ip: str, probe: _Judged) -> TargetVerdict:
         )
     reasons = judge_target(probe.chain, mx_host)
     category = Category.OPPORTUNISTIC if reasons else Category.STRICT
-    return TargetVerdict(mx_host, ip, probe.port, probe.sni, category, reasons, None, None)
+    # Judged by a certificate sent for another name, with no probe left for this one.
+    flags = (
+        (str(Flag.SNI_PROBES_EXHAUSTED),)
+        if exhausted and probe.sni != mx_host and (Reason.HOSTNAME_MISMATCH in reasons)
+        else ()
+    )
+    return TargetVerdict(mx_host, ip, probe.port, probe.sni, category, reasons, flags=flags)
 
 
 class ClassifyPipeline:
@@ -48,7 +54,9 @@ class ClassifyPipeline:
         self.store = TrustStore.from_file(ca_bundle_path(crawler.settings))
         self._probes: dict[str, dict[str, _Judged]] = {}  # ip -> sni -> probe, first first
         self._names: dict[str, set[str]] = {}  # ip -> MX hosts that reach it
-        self._judged: dict[tuple[str, str], str] = {}  # (MX host, ip) -> SNI of its judge
+        # (MX host, ip) -> (SNI of the probe that judged it, SNI probes exhausted)
+        self._judged: dict[tuple[str, str], tuple[str, bool]] = {}
+        self.sni_probes = max(1, crawler.settings.getint("SMTP_SNI_PROBES"))
 
     @classmethod
     def from_crawler(cls, crawler: Any) -> ClassifyPipeline:
@@ -95,6 +103,8 @@ class ClassifyPipeline:
             return
         own = probes.get(name)
         probe = own if own and own.outcome is not Category.ERROR else next(iter(probes.values()))
-        if self._judged.get((name, ip)) != probe.sni:
-            self._judged[name, ip] = probe.sni  # each target is written once per change
-            yield verdict(name, ip, probe)
+        # Every probe the spider may make of this IP is in, and none was this name's.
+        exhausted = own is None and len(probes) >= self.sni_probes
+        if self._judged.get((name, ip)) != (probe.sni, exhausted):
+            self._judged[name, ip] = (probe.sni, exhausted)  # written once per change
+            yield verdict(name, ip, probe, exhausted)

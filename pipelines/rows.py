@@ -159,6 +159,7 @@ def target_rows(verdicts: list[TargetVerdict], run_id: int) -> list[dict[str, An
             "reasons": ",".join(v.reasons) or None,
             "error": v.error,
             "error_stage": v.error_stage,
+            "flags": ",".join(v.flags) or None,
         }
         for v in verdicts
     ]

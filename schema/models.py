@@ -180,6 +180,7 @@ class Target(Base):
     reasons: Mapped[str | None] = mapped_column(Text)  # sorted, comma-separated
     error: Mapped[str | None] = mapped_column(String(30))
     error_stage: Mapped[str | None] = mapped_column(String(20))
+    flags: Mapped[str | None] = mapped_column(Text)  # the target's own: sni_probes_exhausted
 
 
 class Certificate(Base):

@@ -37,8 +37,12 @@ def rollup(column: str, worst: bool, condition: str = "") -> str:
 
 TARGET_RESULTS = """
 SELECT a.run_id, a.mx_host, a.ip, t.port, t.sni, t.category, t.reasons, t.error,
-       t.error_stage, a.skip_reason, p.flags, p.starttls_advertised, p.tls_version, p.cipher,
-       p.forward_secrecy, p.kx_group, p.cert_sha256, c.key_type, c.key_bits
+       t.error_stage, a.skip_reason,
+       -- the probe's flags, then the target's (sni_probes_exhausted sorts after them all)
+       CASE WHEN t.flags IS NULL THEN p.flags WHEN p.flags IS NULL THEN t.flags
+            ELSE p.flags || ',' || t.flags END AS flags,
+       p.starttls_advertised, p.tls_version, p.cipher, p.forward_secrecy, p.kx_group,
+       p.cert_sha256, c.key_type, c.key_bits
 FROM mx_addresses a
 LEFT JOIN targets t ON t.run_id = a.run_id AND t.mx_host = a.mx_host AND t.ip = a.ip
 LEFT JOIN probes p

@@ -62,6 +62,9 @@ class Flag(StrEnum):
     EHLO_REFUSED = "ehlo_refused"
     POST_TLS_EHLO_FAILED = "post_tls_ehlo_failed"
     PLAINTEXT_AFTER_STARTTLS = "plaintext_after_starttls"
+    # The target was judged by a certificate sent for another MX name: the IP's
+    # SMTP_SNI_PROBES probes were used up before its own name's turn.
+    SNI_PROBES_EXHAUSTED = "sni_probes_exhausted"
 
 
 class DomainStatus(StrEnum):

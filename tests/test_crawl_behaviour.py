@@ -274,3 +274,25 @@ def test_targets_that_must_not_be_probed_are_never_connected_to(net, settings, t
     assert skips == ["non_public_address"]
     time.sleep(0.5)
     assert {c["ip"] for c in net.connections()[before:]} == {"127.1.0.1"}
+
+
+def test_past_the_sni_probe_cap_the_first_certificate_judges_flagged(settings, tmp_path):
+    """SMTP_SNI_PROBES=1: one IP choosing its certificate by SNI, two MX names.
+    The name probed first is strict; the other is judged by the certificate sent
+    for the first, so hostname_mismatch, flagged sni_probes_exhausted."""
+    path = tmp_path / "sni.txt"
+    path.write_text("alpha-sni.test\nbeta-sni.test\n")
+    result = crawl(path, {**settings, "SMTP_SNI_PROBES": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    with engine_for(settings["DATABASE_URL"]).connect() as conn:
+        rows = conn.execute(
+            text("SELECT mx_host, sni, category, reasons, flags FROM target_results")
+        ).all()
+    assert len(rows) == 2 and len({r.sni for r in rows}) == 1
+    first, other = sorted(rows, key=lambda r: r.mx_host != r.sni)
+    assert (first.category, first.reasons, first.flags) == ("strict", None, None)
+    assert (other.category, other.reasons, other.flags) == (
+        "opportunistic",
+        "hostname_mismatch",
+        "sni_probes_exhausted",
+    )
