@@ -70,6 +70,9 @@ class _ListServer(BaseHTTPRequestHandler):
             self.send_header("Location", "/list.csv")
             self.end_headers()
             return
+        if self.path != "/list.csv":
+            self.send_error(404)
+            return
         self.send_response(200)
         self.send_header("Content-Type", "text/csv")
         self.send_header("Content-Length", str(len(self.body)))
@@ -296,3 +299,11 @@ def test_past_the_sni_probe_cap_the_first_certificate_judges_flagged(settings, t
         "hostname_mismatch",
         "sni_probes_exhausted",
     )
+
+
+def test_a_list_url_that_cannot_be_fetched_fails_the_crawl(settings, list_url):
+    result = crawl(list_url.replace("/list", "/missing"), settings, timeout=60)
+    assert result.returncode == 1
+    assert "could not fetch" in result.stderr
+    url = settings["DATABASE_URL"]
+    assert count(url, "SELECT COUNT(*) FROM crawls WHERE status = 'failed'") == 1
