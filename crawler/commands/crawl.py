@@ -24,7 +24,9 @@ class Command(ScrapyCrawlCommand):
         crawler = self.crawler_process.create_crawler(args[0])
         self.crawler_process.crawl(crawler, **opts.spargs)
         self.crawler_process.start()
-        reason = crawler.stats.get_value("finish_reason") if crawler.stats else None
-        completed = reason in COMPLETED or (reason or "").startswith("closespider")
-        if self.crawler_process.bootstrap_failed or not completed:
+        if self.crawler_process.bootstrap_failed:  # the crawl never started
+            self.exitcode = 1
+            return
+        reason = crawler.stats.get_value("finish_reason") or ""
+        if reason not in COMPLETED and not reason.startswith("closespider"):
             self.exitcode = 1
