@@ -68,11 +68,27 @@ def snapshot(url: str, run_ids: Sequence[int]) -> Iterator[Engine]:
     """An engine on which the base tables and the views hold only these runs."""
     engine = engine_for(url, poolclass=StaticPool)
     try:
-        with engine.begin() as conn:  # committed: a rolled-back TEMP table is gone
-            _copy(conn, sorted(set(run_ids)))
+        with engine.connect() as conn:
+            _copy_consistently(conn, sorted(set(run_ids)))
         yield engine
     finally:
         engine.dispose()
+
+
+def _copy_consistently(conn: Connection, run_ids: list[int]) -> None:
+    """Copy every table as of one moment, even while a crawl is writing: one
+    REPEATABLE READ transaction on PostgreSQL; on SQLite, whose driver commits each
+    CREATE on its own, one explicit savepoint (a single WAL read snapshot).
+    Committed at the end: a rolled-back TEMP table is gone."""
+    if conn.dialect.name == "postgresql":
+        conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            _copy(conn, run_ids)
+        return
+    with conn.begin():
+        conn.exec_driver_sql("SAVEPOINT snapshot")
+        _copy(conn, run_ids)
+        conn.exec_driver_sql("RELEASE snapshot")
 
 
 def _copy(conn: Connection, run_ids: list[int]) -> None:

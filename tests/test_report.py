@@ -830,3 +830,33 @@ def test_compare_html(scan, second, tmp_path):
     assert {"italian_table", "figure1", "changed", "new_mx_hosts", "vanished_mx_hosts"} <= set(
         parser.tables
     )
+
+
+def test_runs_with_nothing_probed_report_zeros(tmp_path):
+    """An empty run (every domain failed DNS, or the crawl was stopped at once) has
+    no MX host to count: its tables say 0, and --compare and --html work on it."""
+    from datetime import UTC, datetime
+
+    from schema.db import engine_for
+    from schema.models import Base, Run
+    from schema.views import create_views
+
+    url = f"sqlite:///{tmp_path / 'empty.sqlite'}"
+    engine = engine_for(url)
+    with engine.begin() as conn:
+        Base.metadata.create_all(conn)
+        create_views(conn)
+        now = datetime.now(UTC)
+        conn.execute(Run.__table__.insert(), [{"name": n, "created_at": now} for n in "ab"])
+    tables = report_json(url, "--run", "1")
+    assert {row["measure"]: row["n"] for row in tables["italian_table"]} == {
+        "domains": 0,
+        "unique_mx": 0,
+        "mx_with_starttls": 0,
+        "domains_covered": 0,
+        "connection_errors": 0,
+        "no_starttls": 0,
+        "not_probed": 0,
+    }
+    assert report(url, "--compare", "1", "2").returncode == 0
+    assert report(url, "--run", "2", "--html", str(tmp_path / "html")).returncode == 0
