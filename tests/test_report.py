@@ -58,6 +58,17 @@ class Untrusted(Expected):
         return "opportunistic" if category == "strict" else category
 
 
+# The per-label counts of the comparison across labels (the Italian table's, per label).
+LABEL_COUNTS = (
+    "domains",
+    "domains_covered",
+    "unique_mx",
+    "mx_with_starttls",
+    "connection_errors",
+    "no_starttls",
+)
+
+
 def categories(rows: Iterable[dict[str, Any]], column: str) -> dict[str, int]:
     counts = Counter(r[column] for r in rows)
     return {c: counts[c] for c in CATEGORIES}
@@ -411,14 +422,7 @@ def test_one_label(first_json, expected, spec):
     want = by_label(expected, labels)["testnet"]
     ((row,), cats) = first_json["labels"], by(first_json["label_categories"], "unit")
     assert row["label"] == "testnet"
-    for key in (
-        "domains",
-        "domains_covered",
-        "unique_mx",
-        "mx_with_starttls",
-        "connection_errors",
-        "no_starttls",
-    ):
+    for key in LABEL_COUNTS:
         assert row[key] == want[key], key
     assert row["domains_covered"] == italian(expected)["domains_covered"]
     assert_shares(cats["domain"], want["domain"])
@@ -439,14 +443,7 @@ def test_labels_compared(second_json, second):
     assert [r["label"] for r in second_json["labels"]][-1] is None  # no label last
     for label, w in want.items():
         row = rows[label]
-        for key in (
-            "domains",
-            "domains_covered",
-            "unique_mx",
-            "mx_with_starttls",
-            "connection_errors",
-            "no_starttls",
-        ):
+        for key in LABEL_COUNTS:
             assert row[key] == w[key], (label, key)
         assert row["mx_share"] == pytest.approx(w["mx_with_starttls"] / w["unique_mx"])
         assert row["domains_share"] == pytest.approx(w["domains_covered"] / w["domains"])
