@@ -24,6 +24,7 @@ setup(
         "pyOpenSSL==26.4.0",
         "cryptography==50.0.2",
         "SQLAlchemy==2.1.9",
+        "alembic==1.20.1",
         "psycopg2-binary==2.9.13",
         "dnspython==2.9.2",
         "idna==3.20",

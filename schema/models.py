@@ -61,6 +61,26 @@ class Crawl(Base):
     versions: Mapped[dict[str, Any]]
     settings: Mapped[dict[str, Any]]
     counts: Mapped[dict[str, Any] | None]
+    # Coordination: a crawl's claims live while its heartbeat is fresh (RUN_LEASE).
+    heartbeat_at: Mapped[datetime | None]
+    job: Mapped[str | None] = mapped_column(Text)  # scrapyd's job id (`_job`)
+    node: Mapped[str | None] = mapped_column(Text)  # the machine it ran on
+
+
+class Claim(Base):
+    """An IP:port one crawl of the run is probing now: at most one crawl at a time.
+
+    Inserted if absent before connecting, deleted once the crawl's probes of it
+    are committed; a claim whose crawl stopped heartbeating may be taken over.
+    Committed probes, not claims, say what is done.
+    """
+
+    __tablename__ = "claims"
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    ip: Mapped[str] = mapped_column(String(45), primary_key=True)
+    port: Mapped[int] = mapped_column(Integer, primary_key=True)
+    crawl_id: Mapped[int] = mapped_column(ForeignKey("crawls.id"), index=True)
+    claimed_at: Mapped[datetime]
 
 
 class Domain(Base):
