@@ -1,4 +1,4 @@
-"""Items the spider yields: one per domain, one per probe.
+"""Items the spider yields: one per domain, one per probe, and what the run already holds.
 
 The classify pipeline adds the verdicts of the targets each item completes.
 """
@@ -49,4 +49,39 @@ class ProbeItem:
 
     probe: Probe
     chain: ChainVerdict | None = None  # the certificate chain's own verdict
+    verdicts: list[TargetVerdict] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class StoredProbe:
+    """A probe another crawl of the run committed (or this one, before a resume):
+    what judging its targets needs, as the probes table holds it."""
+
+    ip: str
+    port: int
+    sni: str
+    wire_outcome: str  # error | none | failure | tls
+    error: str | None
+    error_stage: str | None
+    chain_reasons: tuple[str, ...]  # the chain's own verdict (trust, dates, key)
+    verify_error: str | None
+    cert_parse_error: str | None
+    leaf_names: tuple[str, ...]
+
+
+@dataclass
+class StoredProbesItem:
+    """The run's committed probes of one IP:port, in the order they were made:
+    they judge this crawl's targets without another connection."""
+
+    probes: tuple[StoredProbe, ...]
+    verdicts: list[TargetVerdict] = field(default_factory=list)
+
+
+@dataclass
+class TargetsItem:
+    """Targets (MX host, IP) of domains an earlier crawl of the run stored, still
+    to be judged: a resumed crawl finishes them without asking DNS again."""
+
+    targets: tuple[tuple[str, str], ...]
     verdicts: list[TargetVerdict] = field(default_factory=list)

@@ -83,6 +83,12 @@ def domain_status(mx: tuple[MxRecord, ...], hosts: tuple[HostDns, ...]) -> Domai
     """The status of a domain whose MX query answered (with records or without)."""
     if any(h.outcome is HostDnsOutcome.OK or h.ip_literal for h in hosts):
         return DomainStatus.OK
+    outcomes = {h.outcome for h in hosts}
+    if outcomes and outcomes <= {HostDnsOutcome.TIMEOUT, HostDnsOutcome.SERVFAIL}:
+        # Every lookup failed: the DNS, not the domain, is what we know about.
+        if HostDnsOutcome.TIMEOUT in outcomes:
+            return DomainStatus.DNS_TIMEOUT
+        return DomainStatus.SERVFAIL
     if mx and not all(r.implicit for r in mx):
         return DomainStatus.MX_WITHOUT_ADDRESS
     return DomainStatus.NO_MX_NO_ADDRESS

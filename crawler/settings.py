@@ -13,6 +13,12 @@ COMMANDS_MODULE = "crawler.commands"
 DATABASE_URL = "sqlite:///mxcensus.sqlite"
 DATABASE_BATCH_SIZE = 500  # rows per table per write
 DATABASE_FLUSH_INTERVAL = 2.0  # seconds between writes of a partial batch
+DATABASE_RETRY_FOR = 300.0  # seconds a batch is retried (dropped connection, failover)
+
+# --- The run: several crawls (shards, resumes) as one measurement ----------
+RUN_LEASE = 300.0  # seconds without heartbeat before a crawl's claims lapse
+RUN_HEARTBEAT = 30.0  # seconds between a crawl's heartbeats
+RUN_CLAIM_WAIT = 5.0  # seconds before asking again for an IP another crawl is probing
 
 ITEM_PIPELINES = {
     "pipelines.classify.ClassifyPipeline": 300,
@@ -33,7 +39,7 @@ SMTP_COMMAND_TIMEOUT = 30.0  # seconds per command reply
 SMTP_TLS_TIMEOUT = 30.0  # seconds for the TLS handshake
 SMTP_PROBE_TIMEOUT = 120.0  # seconds: total deadline per attempt
 SMTP_RETRIES = 1  # further attempts after a transient outcome
-SMTP_RETRY_DELAY = 30.0  # seconds before a retry
+SMTP_RETRY_DELAY = 30.0  # seconds before a retry (rescheduled: it holds no download slot)
 SMTP_MAX_PER_IP = 1  # concurrent connections to one IP
 SMTP_SNI_PROBES = 4  # probes per IP per run with different SNI names
 SMTP_IPV6 = "auto"  # auto | on | off

@@ -9,12 +9,19 @@ better-fitting probe replaces the verdict (the store upserts).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from crawler.items import DomainItem, ProbeItem, TargetVerdict
+from crawler.items import (
+    DomainItem,
+    ProbeItem,
+    StoredProbe,
+    StoredProbesItem,
+    TargetsItem,
+    TargetVerdict,
+)
 from pipelines.record import ca_bundle_path
 from pipelines.verify import ChainVerdict, TrustStore, judge_chain, judge_target
 from schema.vocab import Category, Flag, Reason
@@ -30,6 +37,25 @@ class _Judged:
     error: str | None
     error_stage: str | None
     chain: ChainVerdict | None
+
+
+def stored_judged(stored: StoredProbe) -> _Judged:
+    """A probe another crawl of the run committed, judged as it was then."""
+    chain = None
+    if stored.wire_outcome == "tls":
+        chain = ChainVerdict(
+            reasons=stored.chain_reasons,
+            openssl_error=stored.verify_error,
+            parse_error=stored.cert_parse_error,
+            leaf_names=stored.leaf_names,
+            leaf_has_san=False,  # not used to judge: leaf_names are the names matched
+            key_type=None,
+            key_bits=None,
+            not_before=None,
+            not_after=None,
+        )
+    outcome = None if chain else Category(stored.wire_outcome)
+    return _Judged(stored.port, stored.sni, outcome, stored.error, stored.error_stage, chain)
 
 
 def verdict(mx_host: str, ip: str, probe: _Judged, exhausted: bool = False) -> TargetVerdict:
@@ -67,6 +93,10 @@ class ClassifyPipeline:
             item.verdicts = list(self._domain_verdicts(item))
         elif isinstance(item, ProbeItem):
             item.verdicts = list(self._probe_verdicts(item))
+        elif isinstance(item, StoredProbesItem):
+            item.verdicts = list(self._stored_verdicts(item))
+        elif isinstance(item, TargetsItem):
+            item.verdicts = list(self._targets_verdicts(item))
         return item
 
     def _domain_verdicts(self, item: DomainItem) -> Iterator[TargetVerdict]:
@@ -87,9 +117,24 @@ class ClassifyPipeline:
         error = final.error and str(final.error)
         stage = final.error_stage and str(final.error_stage)
         judged = _Judged(probe.port, probe.sni, final.outcome, error, stage, chain)
-        self._probes.setdefault(probe.ip, {}).setdefault(probe.sni, judged)
-        for name in sorted(self._names.get(probe.ip, ())):
-            yield from self._judge(name, probe.ip)
+        yield from self._add_probes(probe.ip, [judged])
+
+    def _stored_verdicts(self, item: StoredProbesItem) -> Iterator[TargetVerdict]:
+        if item.probes:
+            yield from self._add_probes(item.probes[0].ip, map(stored_judged, item.probes))
+
+    def _targets_verdicts(self, item: TargetsItem) -> Iterator[TargetVerdict]:
+        for name, ip in item.targets:
+            self._names.setdefault(ip, set()).add(name)
+            yield from self._judge(name, ip)
+
+    def _add_probes(self, ip: str, judged: Iterable[_Judged]) -> Iterator[TargetVerdict]:
+        """Probes of one IP, in the order they were made: the first one stays first."""
+        probes = self._probes.setdefault(ip, {})
+        for probe in judged:
+            probes.setdefault(probe.sni, probe)
+        for name in sorted(self._names.get(ip, ())):
+            yield from self._judge(name, ip)
 
     def _judge(self, name: str, ip: str) -> Iterator[TargetVerdict]:
         """The target's verdict when it is new or a better-fitting probe arrived.

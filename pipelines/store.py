@@ -1,54 +1,100 @@
-"""Store items in SQL: batched, off the reactor thread, flushed on close.
+"""Store items in SQL: batched, off the reactor thread, flushed on close, never lost.
 
 Rows are buffered per table and written by one worker thread in short
 transactions, so a slow database never stalls the reactor into false
-timeouts. Facts shared by many domains (MX hosts, addresses, certificates)
-are written once per crawl here and once per run by ON CONFLICT DO NOTHING.
+timeouts. Several crawls of one run may write the same facts at once, so every
+batch is written in one global order (tables in `MERGES` order, rows by key):
+two writers never wait on each other in a cycle, so PostgreSQL never deadlocks
+them. A transient database error (deadlock, serialization failure, a dropped
+connection, a failover) is retried with backoff for `DATABASE_RETRY_FOR`
+seconds; a batch that still cannot be written fails the crawl (exit 1), never
+silently. How each table takes a fact another crawl wrote first is declared
+once, in `MERGES`.
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
+import time
 from collections import defaultdict
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import Any
 
 from scrapy import signals
-from scrapy.utils.defer import maybe_deferred_to_future
-from sqlalchemy import Engine, Table, select, text, update
+from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
+from sqlalchemy import Engine, Table, text
+from sqlalchemy.exc import DBAPIError
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
-from crawler.items import DomainItem, ProbeItem
+from crawler.coordination import run_coordinator
+from crawler.items import DomainItem, ProbeItem, StoredProbesItem, TargetsItem
 from pipelines.certinfo import describe, sha256_hex
-from pipelines.record import settings_record, versions
-from pipelines.rows import Rows, domain_rows, probe_rows
-from schema.db import engine_for, insert_ignore, upsert
-from schema.models import Base, Crawl, Run
-from schema.views import create_views
+from pipelines.rows import Rows, domain_rows, probe_rows, target_rows
+from schema.db import engine_for, merge_statement
+from schema.models import Base
 
 logger = logging.getLogger(__name__)
 
-TABLES = ("domains", "mx_records", "mx_hosts", "mx_addresses", "certificates")
-# Re-judged or re-made facts, by their natural key: the last one wins, so a
-# target's verdict and the probe it names always come from the same crawl.
-REPLACED = {
-    "probes": ["run_id", "ip", "port", "sni"],
-    "targets": ["run_id", "mx_host", "ip"],
+
+@dataclass(frozen=True)
+class Merge:
+    """A table's natural key, and when a row another crawl wrote first gives way
+    (an SQL condition over `excluded` and the table); None: the first one stays."""
+
+    key: tuple[str, ...]
+    better: str | None = None
+    in_key_order: bool = True  # False: rows keep the order they were made in
+
+
+def _rank(row: str) -> str:
+    """How far a probe got: an answered probe never loses to a lesser one."""
+    return (
+        f"CASE {row}.wire_outcome WHEN 'tls' THEN 3 WHEN 'none' THEN 2 "
+        "WHEN 'failure' THEN 2 ELSE 1 END"
+    )
+
+
+_FAILED_DNS = "('dns_timeout', 'servfail', 'timeout')"
+# Written in this order, each batch's rows sorted by key (see the module's docstring).
+MERGES: dict[str, Merge] = {
+    "certificates": Merge(("sha256",)),
+    # An answer beats a failed lookup (a timeout or SERVFAIL is asked again).
+    "domains": Merge(
+        ("run_id", "domain"),
+        f"domains.status IN {_FAILED_DNS} AND excluded.status NOT IN {_FAILED_DNS}",
+    ),
+    "mx_hosts": Merge(
+        ("run_id", "name"),
+        f"mx_hosts.dns_outcome IN {_FAILED_DNS} AND excluded.dns_outcome NOT IN {_FAILED_DNS}",
+    ),
+    "mx_records": Merge(("run_id", "mx_host", "domain")),
+    "mx_addresses": Merge(("run_id", "mx_host", "ip")),
+    # Probes keep the order they were made in: an IP's first probe has the lowest id
+    # (the first TLS session of ip_results). Claims keep two crawls off one key.
+    "probes": Merge(
+        ("run_id", "ip", "port", "sni"),
+        f"{_rank('excluded')} > {_rank('probes')}",
+        in_key_order=False,
+    ),
+    # A verdict by the target's own SNI beats one by another name's certificate;
+    # past the SNI cap, the flagged verdict beats the unflagged one of the same probe.
+    "targets": Merge(
+        ("run_id", "mx_host", "ip"),
+        "(excluded.sni = excluded.mx_host AND targets.sni <> targets.mx_host)"
+        " OR (excluded.sni = targets.sni AND excluded.flags IS NOT NULL"
+        " AND targets.flags IS NULL)",
+    ),
 }
 # How a crawl ended, from Scrapy's finish reason; anything unforeseen (e.g. the
 # list could not be read) is a failure.
 CRAWL_STATUS = {"finished": "finished", "shutdown": "interrupted"}
 BACKLOG_BATCHES = 20  # batches queued for the writer before process_item waits
+RETRY_WAITS = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)  # seconds; the last repeats
 
 
 def _table(name: str) -> Table:
     return Base.metadata.tables[name]
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 class StorePipeline:
@@ -58,8 +104,12 @@ class StorePipeline:
         self.url = settings.get("DATABASE_URL")
         self.batch_size = settings.getint("DATABASE_BATCH_SIZE")
         self.flush_interval = settings.getfloat("DATABASE_FLUSH_INTERVAL")
+        self.retry_for = settings.getfloat("DATABASE_RETRY_FOR")
         self.engine: Engine | None = None
+        self.run = run_coordinator(crawler)
         self.run_id = self.crawl_id = 0
+        self.lost = 0  # batches that could not be written
+        self._closing = False
         self._buffer: Rows = defaultdict(list)
         self._buffered = 0
         self._seen: dict[str, set[Any]] = defaultdict(set)  # per table: keys written this crawl
@@ -81,9 +131,8 @@ class StorePipeline:
 
         self._pool.start()
         reactor.addSystemEventTrigger("during", "shutdown", self._pool.stop)
-        spider = self.crawler.spider
+        self.run_id, self.crawl_id = await self.run.open(self.crawler.spider)
         self.engine = engine_for(self.url)
-        self.run_id, self.crawl_id = await self._in_thread(self._open_run, spider)
         logger.info(
             "storing run %s (crawl %s) in %s",
             self.run_id,
@@ -99,6 +148,8 @@ class StorePipeline:
         elif isinstance(item, ProbeItem):
             self._add(probe_rows(item, self.run_id, self.crawl_id))
             self._add({"certificates": self._new_certificates(item)})
+        elif isinstance(item, StoredProbesItem | TargetsItem):
+            self._add({"targets": target_rows(item.verdicts, self.run_id)})
         if self._buffered >= self.batch_size:
             self._flush()
         if self._queued >= BACKLOG_BATCHES:
@@ -107,6 +158,7 @@ class StorePipeline:
         return item
 
     async def close_spider(self) -> None:
+        self._closing = True
         if self._timer and self._timer.running:
             self._timer.stop()
         await maybe_deferred_to_future(self._flush())
@@ -116,8 +168,13 @@ class StorePipeline:
         if self.engine is None:
             return
         status = CRAWL_STATUS.get(reason, "interrupted" if "closespider" in reason else "failed")
-        counts = self._counts(spider)
-        await self._in_thread(self._close_crawl, status, reason, counts)
+        if self.lost:
+            status = "failed"
+        await self.run.close(status, reason, self._counts(spider))
+        try:
+            await self._in_thread(self._analyze)
+        except Exception as e:  # statistics only speed up the views
+            logger.warning("ANALYZE failed: %s", e)
         self.engine.dispose()
 
     # --- buffering -----------------------------------------------------------
@@ -135,8 +192,8 @@ class StorePipeline:
 
     @staticmethod
     def _dedup_key(table: str, row: dict[str, Any]) -> Any:
-        if table == "mx_hosts":
-            return row["name"]
+        if table == "mx_hosts":  # a failed lookup may be followed by an answer
+            return row["name"], row["dns_outcome"]
         if table == "mx_addresses":
             return row["mx_host"], row["ip"]
         if table == "certificates":
@@ -167,20 +224,32 @@ class StorePipeline:
             self._queued -= 1
             return result
 
+        def committed(result: Any) -> Any:
+            # The run may now see these probes as done: their claims can go.
+            self.run.done((row["ip"], row["port"]) for row in batch.get("probes", ()))
+            return result
+
         # Writes stay in order: each waits for the one before it.
         self._queued += 1
         self._writing = previous.addCallback(write) if previous else write()
-        self._writing.addErrback(self._write_failed, batch)
+        self._writing.addCallbacks(committed, self._write_failed, errbackArgs=(batch,))
         self._writing.addBoth(written)
         return self._writing
 
     def _write_failed(self, failure: Any, batch: Rows) -> None:
-        logger.error("writing to %s failed: %s", self.url, failure.getTraceback())
-        self.crawler.stats.inc_value("mxcensus/store/failed_batches")
-        # Shared facts of a lost batch were never stored: let a later item bring them.
-        for table, rows in batch.items():
-            for row in rows:
-                self._seen[table].discard(self._dedup_key(table, row))
+        rows = sum(len(r) for r in batch.values())
+        logger.error(
+            "could not write %d rows to %s: %s; the crawl is failed",
+            rows,
+            self.engine.url.render_as_string(hide_password=True) if self.engine else self.url,
+            failure.getErrorMessage().splitlines()[0],
+        )
+        self.lost += 1
+        self.crawler.stats.inc_value("mxcensus/store/lost_batches")
+        self.crawler.stats.inc_value("mxcensus/store/lost_rows", rows)
+        if not self._closing:  # nothing more can be stored: stop probing now
+            self._closing = True
+            deferred_from_coro(self.crawler.engine.close_spider_async(reason="database_failed"))
 
     # --- the writer thread ---------------------------------------------------
 
@@ -193,52 +262,33 @@ class StorePipeline:
         return await maybe_deferred_to_future(self._in_thread_deferred(fn, *args))
 
     def _write(self, batch: Rows) -> None:
+        """Write one batch in one transaction, retrying what a database may recover from."""
+        assert self.engine is not None
+        deadline = time.monotonic() + self.retry_for
+        for attempt in range(1_000_000):
+            try:
+                with self.engine.begin() as conn:
+                    for name, merge in MERGES.items():
+                        if batch.get(name):
+                            rows = _one_per_key(batch[name], merge.key, merge.in_key_order)
+                            statement = merge_statement(
+                                self.engine, _table(name), merge.key, merge.better
+                            )
+                            conn.execute(statement, rows)
+                return
+            except DBAPIError as e:
+                wait = RETRY_WAITS[min(attempt, len(RETRY_WAITS) - 1)]
+                if not _transient(e) or time.monotonic() + wait > deadline:
+                    raise
+                self.crawler.stats.inc_value("mxcensus/store/retried_batches")
+                logger.warning("database write failed, retrying in %g s: %s", wait, _first_line(e))
+                time.sleep(wait)
+
+    def _analyze(self) -> None:
         assert self.engine is not None
         with self.engine.begin() as conn:
-            for name in TABLES:
-                if batch.get(name):
-                    conn.execute(insert_ignore(self.engine, _table(name)), batch[name])
-            for name, keys in REPLACED.items():
-                if batch.get(name):
-                    # One row per key and statement: PostgreSQL will not update a row twice.
-                    latest = {tuple(row[k] for k in keys): row for row in batch[name]}
-                    conn.execute(upsert(self.engine, _table(name), keys), list(latest.values()))
-
-    def _open_run(self, spider: Any) -> tuple[int, int]:
-        assert self.engine is not None
-        with self.engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                # Shards starting together on one database: one creates the schema.
-                conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('mxcensus schema'))"))
-            Base.metadata.create_all(conn)
-            create_views(conn)
-        name = spider.run_name or self._new_run_name(spider)
-        settings = self.crawler.settings
-        with self.engine.begin() as conn:
-            conn.execute(
-                insert_ignore(self.engine, Run.__table__), [{"name": name, "created_at": _now()}]
-            )
-            run_id = conn.execute(select(Run.id).where(Run.name == name)).scalar_one()
-            shard = "/".join(map(str, spider.shard)) if spider.shard else None
-            crawl_id = conn.execute(
-                Crawl.__table__.insert().returning(Crawl.id),
-                {
-                    "run_id": run_id,
-                    "label": spider.label,
-                    "source": spider.source,
-                    "shard": shard,
-                    "started_at": _now(),
-                    "status": "running",
-                    "versions": versions(settings),
-                    "settings": settings_record(settings),
-                },
-            ).scalar_one()
-        return run_id, crawl_id
-
-    @staticmethod
-    def _new_run_name(spider: Any) -> str:
-        stamp = _now().strftime("%Y%m%dT%H%M%SZ")
-        return f"{spider.label or 'run'}-{stamp}-{secrets.token_hex(2)}"
+            # Fresh statistics let the views' joins use the indexes at any size.
+            conn.execute(text("ANALYZE"))
 
     def _counts(self, spider: Any) -> dict[str, Any]:
         stats = self.crawler.stats.get_stats()
@@ -250,21 +300,29 @@ class StorePipeline:
             counts["list"] = domain_list.stats.as_dict()
         return counts
 
-    def _close_crawl(self, status: str, reason: str, counts: dict[str, Any]) -> None:
-        assert self.engine is not None
-        domain_list = getattr(self.crawler.spider, "domain_list", None)
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(Crawl)
-                .where(Crawl.id == self.crawl_id)
-                .values(
-                    status=status,
-                    finish_reason=reason,
-                    finished_at=_now(),
-                    counts=counts,
-                    source_sha256=domain_list.sha256 if domain_list is not None else None,
-                )
-            )
-        with self.engine.begin() as conn:
-            # Fresh statistics let the views' joins use the indexes at any size.
-            conn.execute(text("ANALYZE"))
+
+def _one_per_key(
+    rows: list[dict[str, Any]], key: tuple[str, ...], in_key_order: bool
+) -> list[dict[str, Any]]:
+    """One row per key (PostgreSQL will not update a row twice in one statement;
+    a crawl's later row is its better one), sorted so writers lock in one order."""
+    latest = {tuple(row[k] for k in key): row for row in rows}
+    return [latest[k] for k in sorted(latest)] if in_key_order else list(latest.values())
+
+
+def _transient(error: DBAPIError) -> bool:
+    """An error a later try may not meet: a dropped connection, a deadlock or
+    serialization failure, a server restarting or out of resources, a busy SQLite."""
+    if error.connection_invalidated:
+        return True
+    code = getattr(error.orig, "pgcode", None)
+    if code:  # SQLSTATE classes: 40 rollback, 08 connection, 57 operator, 53 resources
+        return code[:2] in ("40", "08", "57", "53")
+    message = str(error.orig).lower()
+    if type(error.orig).__module__.startswith("sqlite3"):
+        return "locked" in message or "busy" in message
+    return "psycopg2" in type(error.orig).__module__  # no SQLSTATE: the connection itself
+
+
+def _first_line(error: Exception) -> str:
+    return str(getattr(error, "orig", error)).strip().splitlines()[0][:300]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, Table, create_engine, event
+from sqlalchemy import Engine, Table, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
@@ -40,14 +40,17 @@ def insert_ignore(engine: Engine, table: Table):
     return dialect.insert(table).on_conflict_do_nothing()
 
 
-def upsert(engine: Engine, table: Table, keys: list[str]):
-    """INSERT … ON CONFLICT (keys) DO UPDATE: a later fact replaces an earlier one
-    (a target re-judged by a better-fitting probe; a probe made again by a later
-    crawl of the same run). Primary-key columns are never overwritten."""
+def merge_statement(engine: Engine, table: Table, keys: tuple[str, ...], better: str | None) -> Any:
+    """INSERT … ON CONFLICT (keys): DO NOTHING when the first row stays, else DO
+    UPDATE WHERE `better` (SQL over `excluded` and the table) says the new row wins.
+    The same SQL on PostgreSQL and SQLite; primary-key columns are never overwritten."""
     dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
     statement = dialect.insert(table)
+    if better is None:
+        return statement.on_conflict_do_nothing(index_elements=list(keys))
     fixed = set(keys) | {c.name for c in table.primary_key.columns}
     return statement.on_conflict_do_update(
-        index_elements=keys,
+        index_elements=list(keys),
         set_={c.name: statement.excluded[c.name] for c in table.columns if c.name not in fixed},
+        where=text(better),
     )

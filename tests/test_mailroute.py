@@ -1,5 +1,7 @@
 """The pure mail-routing decisions: null MX, implicit MX, IP literals, status."""
 
+import pytest
+
 from crawler.handlers.dns import parse_nameservers
 from crawler.mailroute import (
     HostDns,
@@ -57,6 +59,22 @@ def test_status_mx_without_address():
     mx = (MxRecord("a.example", 10),)
     hosts = (HostDns("a.example", HostDnsOutcome.NO_ADDRESS),)
     assert domain_status(mx, hosts) is DomainStatus.MX_WITHOUT_ADDRESS
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "status"),
+    [
+        ((HostDnsOutcome.TIMEOUT, HostDnsOutcome.SERVFAIL), DomainStatus.DNS_TIMEOUT),
+        ((HostDnsOutcome.SERVFAIL, HostDnsOutcome.SERVFAIL), DomainStatus.SERVFAIL),
+        ((HostDnsOutcome.TIMEOUT, HostDnsOutcome.NXDOMAIN), DomainStatus.MX_WITHOUT_ADDRESS),
+    ],
+)
+def test_a_domain_whose_mx_lookups_all_failed_is_a_dns_failure(outcomes, status):
+    """DESIGN.md: when every MX host's lookup failed, the domain is dns_timeout if
+    any timed out, else servfail; a host known to have no address is an answer."""
+    mx = tuple(MxRecord(f"{i}.example", 10 * i) for i in range(len(outcomes)))
+    hosts = tuple(HostDns(f"{i}.example", o) for i, o in enumerate(outcomes))
+    assert domain_status(mx, hosts) is status
 
 
 def test_an_ip_literal_exchange_is_a_target_not_a_missing_address():

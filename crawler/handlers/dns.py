@@ -3,7 +3,8 @@
 `dns://example.org` resolves the domain's MX records and the A/AAAA
 addresses of every MX host (or of the domain itself, RFC 5321 §5.1 implicit
 MX), and returns a `DnsResponse` whose `facts` is a `DomainDns`. Each MX host
-is resolved once per run however many domains name it.
+is resolved once per crawl however many domains name it; a lookup that timed
+out or failed is not kept, so the next domain naming the host asks again.
 """
 
 from __future__ import annotations
@@ -95,6 +96,10 @@ _DOMAIN_STATUS = {
 }
 
 
+# Outcomes worth asking again when another domain names the host.
+_RETRIED = (HostDnsOutcome.TIMEOUT, HostDnsOutcome.SERVFAIL)
+
+
 def _outcome(error: Exception) -> HostDnsOutcome:
     for cls, outcome in _HOST_OUTCOMES.items():
         if isinstance(error, cls):
@@ -139,11 +144,18 @@ class DnsDownloadHandler(BaseDownloadHandler):
         return DomainDns(domain, domain_status(mx, hosts), mx, hosts, mx_rrset=mx_text)
 
     def resolve_host(self, name: str) -> asyncio.Future[HostDns]:
-        """The addresses of an MX host, looked up once per run (a shared future)."""
+        """The addresses of an MX host, looked up once (a shared future) unless the
+        lookup failed: one resolver timeout must not cost every domain of a hoster."""
         future = self._hosts.get(name)
         if future is None:
             future = self._hosts[name] = asyncio.ensure_future(self._resolve_host(name))
+            future.add_done_callback(lambda done: self._forget_failure(name, done))
         return future
+
+    def _forget_failure(self, name: str, future: asyncio.Future[HostDns]) -> None:
+        failed = future.cancelled() or future.exception() is not None
+        if failed or future.result().outcome in _RETRIED:
+            self._hosts.pop(name, None)
 
     async def _resolve_host(self, name: str) -> HostDns:
         if is_ip_literal(name):

@@ -1,10 +1,15 @@
 """The `smtp` download handler: one SMTP/STARTTLS probe of one IP:port.
 
-`smtp://IP:PORT` with `meta["sni"]` (the MX host name) runs the probe
-protocol of `crawler.smtp.client`, retries transient outcomes, and returns an
-`SmtpResponse` whose `probe` holds every attempt. The handler, not Scrapy,
-caps connections per IP: Scrapy's per-slot limit does not hold under the
-asyncio reactor (DESIGN.md, "Known pitfalls").
+`smtp://IP:PORT` with `meta["sni"]` (the MX host name) first asks the run
+(`crawler.coordination`) whether this probe is still to be made and claims the
+IP:port for this crawl; then it runs one attempt of the probe protocol of
+`crawler.smtp.client` and returns an `SmtpResponse`. Its `probe` holds the
+attempts so far (`meta["attempts"]` brings the earlier ones: the spider
+reschedules a transient outcome, so no download slot sleeps), and `committed`
+the run's probes of the IP:port that answer instead of a connection. The
+handler, not Scrapy, caps connections per IP: Scrapy's per-slot limit does not
+hold under the asyncio reactor (DESIGN.md, "Known pitfalls"); the claim makes
+the cap hold across the crawls of the run.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from scrapy.utils.defer import maybe_deferred_to_future
 from scrapy.utils.httpobj import urlparse_cached
 from twisted.internet.defer import DeferredSemaphore
 
+from crawler.coordination import run_coordinator
 from crawler.smtp.client import LocalProbeError, ProbeConfig, probe_once
 from crawler.smtp.facts import Probe
 from crawler.smtp.tls import client_context
@@ -29,6 +35,7 @@ if TYPE_CHECKING:
     from scrapy.crawler import Crawler
     from scrapy.settings import BaseSettings
 
+    from crawler.items import StoredProbe
     from crawler.smtp.facts import Attempt
 
 logger = logging.getLogger(__name__)
@@ -37,10 +44,23 @@ LOCAL_RETRY_WAITS = (1.0, 5.0, 15.0)  # seconds between tries when this machine 
 
 
 class SmtpResponse(Response):
-    attributes: tuple[str, ...] = (*Response.attributes, "probe")
+    """`probe`: this crawl's probe (None when the run answered without one);
+    `committed`: the run's probes of the IP:port, made before, in their order;
+    `held_by`: another crawl of the run is probing the IP:port now."""
 
-    def __init__(self, *args, probe: Probe, **kwargs):
+    attributes: tuple[str, ...] = (*Response.attributes, "probe", "committed", "held_by")
+
+    def __init__(
+        self,
+        *args,
+        probe: Probe | None,
+        committed: tuple[StoredProbe, ...] = (),
+        held_by: int | None = None,
+        **kwargs,
+    ):
         self.probe = probe
+        self.committed = committed
+        self.held_by = held_by
         super().__init__(*args, **kwargs)
 
 
@@ -82,8 +102,8 @@ class SmtpDownloadHandler(BaseDownloadHandler):
         self.config = probe_config(settings)
         warn_if_unqualified(self.config.ehlo_name)
         self.default_port = settings.getint("SMTP_PORT")
-        self.retries = settings.getint("SMTP_RETRIES")
-        self.retry_delay = settings.getfloat("SMTP_RETRY_DELAY")
+        self.sni_probes = max(1, settings.getint("SMTP_SNI_PROBES"))
+        self.run = run_coordinator(crawler)
         self.max_per_ip = settings.getint("SMTP_MAX_PER_IP")
         self.context = client_context()  # one shared Context: building one per probe is costly
         self._per_ip: dict[str, DeferredSemaphore] = {}
@@ -91,17 +111,25 @@ class SmtpDownloadHandler(BaseDownloadHandler):
     async def download_request(self, request: Request) -> Response:
         url = urlparse_cached(request)
         ip, port = url.hostname or "", url.port or self.default_port
-        probe = Probe(ip, port, request.meta["sni"])
+        sni, earlier = request.meta["sni"], request.meta.get("attempts", [])
         started = time.monotonic()
-        for attempt_number in range(1 + self.retries):
-            if attempt_number:
-                await self._sleep(self.retry_delay)
-            attempt = await self._attempt_locally_retried(probe)
-            probe.attempts.append(attempt)
-            if not attempt.transient:
-                break
+        committed: tuple[StoredProbe, ...] = ()
+        if not earlier:  # a retry goes on under the claim its first attempt got
+            first = request.meta.get("first", False)
+            grant = await self.run.grant(ip, port, sni, first, self.sni_probes)
+            if not grant.claimed:
+                return SmtpResponse(
+                    url=request.url,
+                    request=request,
+                    probe=None,
+                    committed=grant.committed,
+                    held_by=grant.held_by,
+                )
+            committed = grant.committed
+        probe = Probe(ip, port, sni, list(earlier))
+        probe.attempts.append(await self._attempt_locally_retried(probe))
         request.meta["download_latency"] = time.monotonic() - started
-        return SmtpResponse(url=request.url, request=request, probe=probe)
+        return SmtpResponse(url=request.url, request=request, probe=probe, committed=committed)
 
     async def _attempt_locally_retried(self, probe: Probe) -> Attempt:
         """An attempt; a failure of this machine (no free socket or port) is waited

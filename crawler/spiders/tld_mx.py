@@ -6,24 +6,35 @@
 The spider only routes: the `dns` handler resolves, the `smtp` handler
 probes, pipelines judge and store. The list is read lazily, as the scheduler
 drains, so a million-line list never becomes a million requests in memory.
+A crawl joining a run (`-a run=NAME`: another shard, or a resume) skips the
+domains the run has answered and finishes the targets it left unjudged; the
+run's claims (`crawler.coordination`) keep every IP probed once per run.
+A transient outcome, or an IP another crawl is probing, is asked again later
+through the scheduler: nothing sleeps in a download slot.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import logging
+import os
+import secrets
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from itertools import groupby
 from typing import Any
 
 import scrapy
 from scrapy import signals
-from scrapy.exceptions import UsageError
+from scrapy.exceptions import DontCloseSpider, UsageError
 
-from crawler.domainlist import DomainList, Entry, ListError, parse_shard, read_domains
+from crawler.coordination import file_sha256, run_coordinator
+from crawler.domainlist import DomainList, Entry, ListError, domain_hash, parse_shard, read_domains
 from crawler.handlers.dns import DnsResponse, build_resolver
 from crawler.handlers.smtp import SmtpResponse, probe_config
-from crawler.items import DomainItem, ProbeItem
+from crawler.items import DomainItem, ProbeItem, StoredProbe, StoredProbesItem, TargetsItem
 from crawler.targets import Exclusions, TargetPolicy
 from pipelines.verify import certificate_names, name_matches
 
@@ -34,8 +45,9 @@ PROBE_PRIORITY = 10  # probes of known MX hosts go before new domains
 
 @dataclass
 class _IpProbes:
-    """One IP's probes in this crawl: the SNI names used (first = first probe),
-    the MX names that reached it, and the names on its first certificate."""
+    """One IP's probes in the run: the SNI names used (first = first probe),
+    the MX names that reached it in this crawl, and the names on its first
+    certificate."""
 
     snis: list[str]
     names: set[str]
@@ -46,6 +58,12 @@ class _IpProbes:
 def smtp_url(ip: str, port: int) -> str:
     host = f"[{ip}]" if ipaddress.ip_address(ip).version == 6 else ip
     return f"smtp://{host}:{port}"
+
+
+def urlparse_ip(url: str) -> str:
+    """The IP of an `smtp_url`, as the spider keyed it."""
+    host = url.removeprefix("smtp://").rsplit(":", 1)[0]
+    return host.strip("[]")
 
 
 class TldMxSpider(scrapy.Spider):
@@ -60,9 +78,12 @@ class TldMxSpider(scrapy.Spider):
         weight_column: str | None = None,
         run: str | None = None,
         shard: str | None = None,
+        _job: str | None = None,  # given by scrapyd, stored with the crawl
+        _version: str | None = None,  # given by scrapyd when a version is asked for
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
+        self._job, self._version = _job, _version
         if not domains:
             raise UsageError("tld_mx needs a list: scrapy crawl tld_mx -a domains=PATH_OR_URL")
         if label and label_column:
@@ -84,9 +105,16 @@ class TldMxSpider(scrapy.Spider):
         self.domain_list: DomainList | None = None
         self._ips: dict[str, _IpProbes] = {}  # every IP reached in this crawl
         self._pending = 0  # domain requests yielded and not yet answered
+        self._later: set[Any] = set()  # requests waiting to be scheduled again
+        self.list_sha256: str | None = None
         if not self._is_url(domains):
+            if _job and not os.path.isabs(domains):
+                raise UsageError(
+                    f"a scrapyd job needs the list as a URL or an absolute path, not {domains!r}"
+                )
             # Open the file now: a missing file or column fails before the crawl starts.
             self.domain_list = self._open_list(domains)
+            self.list_sha256 = file_sha256(domains)
 
     @classmethod
     def from_crawler(cls, crawler, *args: Any, **kwargs: Any) -> TldMxSpider:
@@ -106,7 +134,17 @@ class TldMxSpider(scrapy.Spider):
             raise UsageError(f"bad setting: {e}") from e
         spider.smtp_port = settings.getint("SMTP_PORT")
         spider.sni_probes = max(1, settings.getint("SMTP_SNI_PROBES"))
+        spider.retries = settings.getint("SMTP_RETRIES")
+        spider.retry_delay = settings.getfloat("SMTP_RETRY_DELAY")
+        spider.claim_wait = settings.getfloat("RUN_CLAIM_WAIT")
+        spider.run = run_coordinator(crawler)
+        crawler.signals.connect(spider._keep_open, signal=signals.spider_idle)
+        crawler.signals.connect(spider._cancel_later, signal=signals.spider_closed)
         return spider
+
+    def new_run_name(self) -> str:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        return f"{self.label or 'run'}-{stamp}-{secrets.token_hex(2)}"
 
     @staticmethod
     def _is_url(source: str) -> bool:
@@ -118,12 +156,21 @@ class TldMxSpider(scrapy.Spider):
         except ListError as e:
             raise UsageError(str(e)) from e
 
-    async def start(self) -> AsyncIterator[scrapy.Request]:
+    async def start(self) -> AsyncIterator[Any]:
+        await self.run.open(self)
         if self.domain_list is None:
-            self.domain_list = self._open_list(await self._fetch_list(), name=self.source)
+            body = await self._fetch_list()
+            await self.run.list_read(hashlib.sha256(body).hexdigest())
+            self.domain_list = self._open_list(body, name=self.source)
+        for item_or_request in self._resume_targets():
+            yield item_or_request
+        done = self.run.resume.done_domains
         for entry in self.domain_list:
             if self.policy.exclusions.excludes_domain(entry.domain):
                 self.crawler.stats.inc_value("mxcensus/domains/excluded")
+                continue
+            if done and domain_hash(entry.domain) in done:
+                self.crawler.stats.inc_value("mxcensus/domains/resumed")
                 continue
             # Feed the scheduler only as it drains (DESIGN.md: Scrapy would
             # otherwise pull the whole list into memory at once).
@@ -138,6 +185,17 @@ class TldMxSpider(scrapy.Spider):
                 errback=self.request_failed,
                 cb_kwargs={"entry": entry},
             )
+
+    def _resume_targets(self) -> Iterator[Any]:
+        """Targets of domains the run stored but did not finish judging (a crawl
+        was killed between the domain's batch and its probes'): probe or judge them."""
+        pending, self.run.resume.pending_targets = self.run.resume.pending_targets, []
+        for ip, targets in groupby(pending, key=lambda target: target[1]):
+            names = tuple(targets)
+            self.crawler.stats.inc_value("mxcensus/targets/resumed", len(names))
+            yield TargetsItem(names)
+            for mx_host, _ in names:
+                yield from self._route(ip, mx_host)
 
     async def _fetch_list(self) -> bytes:
         """Download a list given by URL through Scrapy itself (redirects followed)."""
@@ -165,7 +223,7 @@ class TldMxSpider(scrapy.Spider):
         state = self._ips.get(ip)
         if state is None:
             self._ips[ip] = _IpProbes(snis=[mx_host], names={mx_host})
-            yield self._probe_request(ip, mx_host)
+            yield self._probe_request(ip, mx_host, first=True)
         else:
             state.names.add(mx_host)
             if state.done:
@@ -186,28 +244,83 @@ class TldMxSpider(scrapy.Spider):
         self.crawler.stats.inc_value("mxcensus/probes/sni_reprobes")
         yield self._probe_request(ip, mx_host)
 
-    def _probe_request(self, ip: str, sni: str) -> scrapy.Request:
+    def _probe_request(self, ip: str, sni: str, first: bool = False) -> scrapy.Request:
         return scrapy.Request(
             smtp_url(ip, self.smtp_port),
             callback=self.parse_probe,
             errback=self.request_failed,
-            meta={"sni": sni},
+            meta={"sni": sni, "first": first},
             priority=PROBE_PRIORITY,
         )
 
     def parse_probe(self, response: SmtpResponse) -> Iterator[Any]:
-        probe = response.probe
+        request, probe = response.request, response.probe
+        ip = urlparse_ip(response.url)
+        state = self._ips[ip]
+        if response.held_by is not None:
+            # Another crawl of the run is talking to this server: ask again later.
+            self.crawler.stats.inc_value("mxcensus/probes/waited_for_other_crawl")
+            self._schedule_later(request, self.claim_wait)
+            return
+        if response.committed:
+            yield from self._committed(state, response.committed)
+        if probe is None:
+            return
+        if probe.final.transient and len(probe.attempts) <= self.retries:
+            self.crawler.stats.inc_value("mxcensus/probes/retried")
+            meta = {**request.meta, "attempts": probe.attempts}
+            self._schedule_later(request.replace(meta=meta), self.retry_delay)
+            return
         self.crawler.stats.inc_value(f"mxcensus/probes/{probe.final.outcome or 'tls'}")
         yield ProbeItem(probe)
-        state = self._ips[probe.ip]
         if probe.sni == state.snis[0]:
-            state.done = True
             tls = probe.final.tls
-            state.leaf_names = (
-                certificate_names(tls.chain_der[0]) if tls and tls.chain_der else None
-            )
-            for name in sorted(state.names):
-                yield from self._reprobe(probe.ip, state, name)
+            leaf = certificate_names(tls.chain_der[0]) if tls and tls.chain_der else None
+            yield from self._first_done(ip, state, leaf)
+
+    def _committed(self, state: _IpProbes, committed: tuple[StoredProbe, ...]) -> Iterator[Any]:
+        """The run probed this IP before (another crawl, or before a resume): its
+        probes judge here, and the first one decides the SNI re-probes."""
+        self.crawler.stats.inc_value("mxcensus/probes/from_run", len(committed))
+        yield StoredProbesItem(committed)
+        snis = [p.sni for p in committed]
+        if state.done:
+            state.snis += [sni for sni in snis if sni not in state.snis]
+            return
+        # The run's first probe is the IP's first, whichever name asked for it here.
+        state.snis = snis
+        first = committed[0]
+        yield from self._first_done(
+            first.ip, state, first.leaf_names if first.wire_outcome == "tls" else None
+        )
+
+    def _first_done(self, ip: str, state: _IpProbes, leaf: tuple[str, ...] | None) -> Iterator[Any]:
+        state.done = True
+        state.leaf_names = leaf
+        for name in sorted(state.names):
+            yield from self._reprobe(ip, state, name)
+
+    # --- requests asked again later, through the scheduler ----------------------
+
+    def _schedule_later(self, request: scrapy.Request, delay: float) -> None:
+        from twisted.internet import reactor
+
+        def again() -> None:
+            self._later.discard(call)
+            self.crawler.engine.crawl(request)
+
+        call = reactor.callLater(delay, again)
+        self._later.add(call)
+
+    def _keep_open(self) -> None:
+        if self._later:
+            raise DontCloseSpider("requests wait to be asked again")
+
+    def _cancel_later(self) -> None:
+        for call in self._later:
+            if call.active():
+                call.cancel()
+        self._later.clear()
 
     def request_failed(self, failure: Any) -> None:
         # The handlers turn every network outcome into facts; reaching here is a bug.

@@ -1,0 +1,462 @@
+"""The run, not the process: crawl records, claims, heartbeat, and what a joining crawl resumes.
+
+Several crawls (scrapyd shards, a crawl resumed after a kill) may feed one run.
+Before connecting to an IP:port a crawl claims it in the database (insert if
+absent), so one crawl at a time talks to a server and `SMTP_MAX_PER_IP` holds
+across the run. Committed probes, not claims, say what is done: a probe whose
+facts are committed is never made again in the run. A claim lapses when its
+crawl has not heartbeated for `RUN_LEASE` seconds (killed, or its machine gone)
+and is then taken over. All database work runs on one thread of its own, so a
+slow database never stalls the reactor and claims never queue behind a batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from scrapy.exceptions import UsageError
+from scrapy.utils.defer import deferred_to_future, maybe_deferred_to_future
+from sqlalchemy import Connection, Engine, and_, delete, func, or_, select, text, update
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
+
+from crawler.domainlist import domain_hash
+from crawler.items import StoredProbe
+from pipelines.record import settings_record, versions
+from schema.db import engine_for, insert_ignore
+from schema.models import Claim, Crawl, Domain, MxAddress, Probe, Run, Target
+from schema.vocab import DomainStatus
+
+logger = logging.getLogger(__name__)
+
+# A domain with these is asked again when its run is resumed: the answer may come now.
+RETRIED_STATUSES = (str(DomainStatus.DNS_TIMEOUT), str(DomainStatus.SERVFAIL))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Resume:
+    """What the run already holds, for a crawl that joins it."""
+
+    done_domains: set[int] = field(default_factory=set)  # domain_hash of answered domains
+    # (MX host, IP) targets of stored domains still without a final verdict
+    pending_targets: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Grant:
+    """The coordinator's answer before a probe: the run's committed probes of the
+    IP:port (id order), and whether this crawl may connect now."""
+
+    committed: tuple[StoredProbe, ...]
+    claimed: bool  # this crawl holds the IP:port: probe it
+    held_by: int | None = None  # another live crawl holds it: ask again later
+
+
+def run_coordinator(crawler: Any) -> RunCoordinator:
+    """The crawl's one coordinator, shared by the spider, handlers and pipelines."""
+    coordinator = getattr(crawler, "_mxcensus_run", None)
+    if coordinator is None:
+        coordinator = crawler._mxcensus_run = RunCoordinator(crawler)
+    return coordinator
+
+
+class RunCoordinator:
+    def __init__(self, crawler: Any):
+        self.crawler = crawler
+        settings = crawler.settings
+        self.url = settings.get("DATABASE_URL")
+        self.lease = settings.getfloat("RUN_LEASE")
+        self.heartbeat_interval = settings.getfloat("RUN_HEARTBEAT")
+        if self.lease <= 0 or not 0 < self.heartbeat_interval < self.lease:
+            raise ValueError("RUN_LEASE must be > 0 and 0 < RUN_HEARTBEAT < RUN_LEASE")
+        self.engine: Engine | None = None
+        self.run_id = self.crawl_id = 0
+        self.resume = Resume()
+        self._held: dict[tuple[str, int], int] = {}  # ip:port -> probes not yet committed
+        self._pool = ThreadPool(minthreads=1, maxthreads=1, name="mxcensus-run")
+        self._heartbeat: Any = None
+        self._opened: Any = None  # the Deferred of open(), shared by every caller
+
+    # --- lifecycle -----------------------------------------------------------
+
+    async def open(self, spider: Any) -> tuple[int, int]:
+        """Open the run and this crawl's record once; later callers wait for it."""
+        from twisted.internet import reactor
+
+        if self._opened is None:
+            self._pool.start()
+            reactor.addSystemEventTrigger("during", "shutdown", self._pool.stop)
+            d = self._in_thread_deferred(self._open, spider)
+            d.addCallback(self._start_heartbeat)
+            self._opened = deferred_to_future(d)  # an asyncio future: many may await it
+        await self._opened
+        return self.run_id, self.crawl_id
+
+    async def list_read(self, sha256: str) -> None:
+        """A list fetched by URL is known only now: check it against the run's."""
+        await self._in_thread(self._list_read, sha256)
+
+    def _start_heartbeat(self, result: Any) -> Any:
+        from twisted.internet.task import LoopingCall
+
+        self._heartbeat = LoopingCall(self._beat)
+        self._heartbeat.start(self.heartbeat_interval, now=False)
+        return result
+
+    def _beat(self) -> Any:
+        d = self._in_thread_deferred(self._write_heartbeat)
+        d.addErrback(lambda f: logger.warning("heartbeat failed: %s", f.getErrorMessage()))
+        return d
+
+    async def close(self, status: str, reason: str, counts: dict[str, Any]) -> None:
+        """Record how the crawl ended and give back its claims (all are committed or
+        abandoned now: an abandoned one is free for the next crawl of the run)."""
+        if self._heartbeat is not None and self._heartbeat.running:
+            self._heartbeat.stop()
+        if self.engine is None:
+            return
+        await self._in_thread(self._close, status, reason, counts)
+        self._held.clear()
+        self.engine.dispose()
+
+    # --- claims --------------------------------------------------------------
+
+    async def grant(self, ip: str, port: int, sni: str, first: bool, cap: int) -> Grant:
+        """May this crawl probe IP:port with `sni` now?
+
+        Not when the run has committed that probe already, or, for an IP's first
+        probe, any probe of it (SNI is the name that first reached the IP), or
+        `cap` probes of it; then the committed probes answer instead. Otherwise
+        the IP:port is claimed for this crawl (or it waits for another's claim).
+        """
+        key = (ip, port)
+        if key in self._held:  # nobody else has probed it since this crawl claimed it
+            granted = Grant((), claimed=True)
+        else:
+            granted = await self._in_thread(self._grant, ip, port, sni, first, cap)
+        if granted.claimed:  # counted here, on the reactor thread, like done()
+            self._held[key] = self._held.get(key, 0) + 1
+        return granted
+
+    def done(self, keys: Iterable[tuple[str, int]]) -> None:
+        """Probes of these IP:ports are committed: release the claims no longer needed."""
+        released = []
+        for key in keys:
+            left = self._held.get(key)
+            if left is None:
+                continue
+            if left <= 1:
+                del self._held[key]
+                released.append(key)
+            else:
+                self._held[key] = left - 1
+        if released and self.engine is not None:
+            d = self._in_thread_deferred(self._release, released)
+            d.addErrback(lambda f: logger.warning("releasing claims: %s", f.getErrorMessage()))
+
+    def holds(self, ip: str, port: int) -> bool:
+        return (ip, port) in self._held
+
+    # --- the database thread ---------------------------------------------------
+
+    def _in_thread_deferred(self, fn: Any, *args: Any) -> Any:
+        from twisted.internet import reactor
+
+        return deferToThreadPool(reactor, self._pool, fn, *args)
+
+    async def _in_thread(self, fn: Any, *args: Any) -> Any:
+        return await maybe_deferred_to_future(self._in_thread_deferred(fn, *args))
+
+    def _open(self, spider: Any) -> None:
+        self.engine = engine_for(self.url)
+        _upgrade(self.engine)
+        settings = self.crawler.settings
+        name = spider.run_name or spider.new_run_name()
+        record = {
+            "versions": versions(settings),
+            "settings": settings_record(settings),
+            "shard": "/".join(map(str, spider.shard)) if spider.shard else None,
+            "source_sha256": spider.list_sha256,
+        }
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert_ignore(self.engine, Run.__table__), [{"name": name, "created_at": _now()}]
+            )
+            self.run_id = conn.execute(select(Run.id).where(Run.name == name)).scalar_one()
+            if conn.dialect.name == "postgresql":
+                # Two crawls joining one run at once check against each other in turn.
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": self.run_id})
+            _check_compatible(conn, self.run_id, record)
+            self.crawl_id = conn.execute(
+                Crawl.__table__.insert().returning(Crawl.id),
+                {
+                    **record,
+                    "run_id": self.run_id,
+                    "label": spider.label,
+                    "source": spider.source,
+                    "started_at": _now(),
+                    "heartbeat_at": _now(),
+                    "status": "running",
+                    "job": getattr(spider, "_job", None),
+                    "node": socket.getfqdn(),
+                },
+            ).scalar_one()
+            self.resume = _load_resume(conn, self.run_id)
+        if self.resume.done_domains or self.resume.pending_targets:
+            logger.info(
+                "run %s resumed: %d domains already answered, %d targets to finish",
+                name,
+                len(self.resume.done_domains),
+                len(self.resume.pending_targets),
+            )
+
+    def _write_heartbeat(self) -> None:
+        assert self.engine is not None
+        with self.engine.begin() as conn:
+            conn.execute(update(Crawl).where(Crawl.id == self.crawl_id).values(heartbeat_at=_now()))
+
+    def _close(self, status: str, reason: str, counts: dict[str, Any]) -> None:
+        assert self.engine is not None
+        with self.engine.begin() as conn:
+            conn.execute(delete(Claim).where(Claim.crawl_id == self.crawl_id))
+            conn.execute(
+                update(Crawl)
+                .where(Crawl.id == self.crawl_id)
+                .values(status=status, finish_reason=reason, finished_at=_now(), counts=counts)
+            )
+
+    def _list_read(self, sha256: str) -> None:
+        assert self.engine is not None
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": self.run_id})
+            earlier = conn.execute(
+                select(Crawl.source_sha256).where(
+                    Crawl.run_id == self.run_id,
+                    Crawl.id != self.crawl_id,
+                    Crawl.source_sha256.is_not(None),
+                )
+            ).first()
+            if earlier is not None and earlier[0] != sha256:
+                raise UsageError(
+                    f"this crawl cannot join the run: its list (sha256 {sha256[:12]}…) is not "
+                    f"the run's ({earlier[0][:12]}…); use the same list, or start a new run"
+                )
+            conn.execute(
+                update(Crawl).where(Crawl.id == self.crawl_id).values(source_sha256=sha256)
+            )
+
+    def _committed(self, ip: str, port: int) -> tuple[StoredProbe, ...]:
+        assert self.engine is not None
+        with self.engine.connect() as conn:
+            return _stored_probes(conn, self.run_id, ip, port)
+
+    def _grant(self, ip: str, port: int, sni: str, first: bool, cap: int) -> Grant:
+        assert self.engine is not None
+        committed = self._committed(ip, port)
+        if _answered(committed, sni, first, cap):
+            return Grant(committed, claimed=False)
+        holder = self._claim(ip, port)
+        if holder != self.crawl_id:
+            return Grant(committed, claimed=False, held_by=holder)
+        # Committed between the look and the claim: the other crawl released it.
+        committed = self._committed(ip, port)
+        if _answered(committed, sni, first, cap):
+            self._release([(ip, port)])
+            return Grant(committed, claimed=False)
+        return Grant(committed, claimed=True)
+
+    def _claim(self, ip: str, port: int) -> int:
+        """Insert the claim if absent, else take it over from a crawl whose lease
+        lapsed; returns the crawl that holds it now."""
+        assert self.engine is not None
+        key = (Claim.run_id == self.run_id, Claim.ip == ip, Claim.port == port)
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert_ignore(self.engine, Claim.__table__),
+                [
+                    {
+                        "run_id": self.run_id,
+                        "ip": ip,
+                        "port": port,
+                        "crawl_id": self.crawl_id,
+                        "claimed_at": _now(),
+                    }
+                ],
+            )
+            stale = _now() - timedelta(seconds=self.lease)
+            dead = select(Crawl.id).where(
+                or_(Crawl.status != "running", Crawl.heartbeat_at < stale)
+            )
+            conn.execute(
+                update(Claim)
+                .where(*key, Claim.crawl_id != self.crawl_id, Claim.crawl_id.in_(dead))
+                .values(crawl_id=self.crawl_id, claimed_at=_now())
+            )
+            return conn.execute(select(Claim.crawl_id).where(*key)).scalar_one()
+
+    def _release(self, keys: list[tuple[str, int]]) -> None:
+        assert self.engine is not None
+        with self.engine.begin() as conn:
+            for ip, port in sorted(keys):
+                conn.execute(
+                    delete(Claim).where(
+                        Claim.run_id == self.run_id,
+                        Claim.ip == ip,
+                        Claim.port == port,
+                        Claim.crawl_id == self.crawl_id,
+                    )
+                )
+
+
+def _upgrade(engine: Engine) -> None:
+    """Bring the database to this code's schema (migrations; never recreated)."""
+    try:
+        from schema.migrate import upgrade
+    except ImportError:  # TODO(lead): remove once schema.migrate lands
+        from schema.models import Base
+        from schema.views import create_views
+
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('mxcensus schema'))"))
+            Base.metadata.create_all(conn)
+            create_views(conn)
+        return
+    upgrade(engine)
+
+
+def _answered(committed: tuple[StoredProbe, ...], sni: str, first: bool, cap: int) -> bool:
+    """Whether the committed probes already answer for this request."""
+    snis = {p.sni for p in committed}
+    return sni in snis or (first and bool(snis)) or len(snis) >= cap
+
+
+def _stored_probes(conn: Connection, run_id: int, ip: str, port: int) -> tuple[StoredProbe, ...]:
+    rows = conn.execute(
+        select(
+            Probe.sni,
+            Probe.wire_outcome,
+            Probe.error,
+            Probe.error_stage,
+            Probe.chain_reasons,
+            Probe.verify_error,
+            Probe.cert_parse_error,
+            Probe.leaf_names,
+        )
+        .where(Probe.run_id == run_id, Probe.ip == ip, Probe.port == port)
+        .order_by(Probe.id)
+    ).all()
+    return tuple(
+        StoredProbe(
+            ip,
+            port,
+            r.sni,
+            r.wire_outcome,
+            r.error,
+            r.error_stage,
+            tuple(r.chain_reasons.split(",")) if r.chain_reasons else (),
+            r.verify_error,
+            r.cert_parse_error,
+            tuple(r.leaf_names or ()),
+        )
+        for r in rows
+    )
+
+
+def _load_resume(conn: Connection, run_id: int) -> Resume:
+    resume = Resume()
+    answered = conn.execute(
+        select(Domain.domain).where(Domain.run_id == run_id, Domain.status.not_in(RETRIED_STATUSES))
+    )
+    resume.done_domains = {domain_hash(d) for (d,) in answered}
+    # A target is final when judged by its own SNI's probe, or flagged, or any
+    # verdict that a certificate's names cannot change.
+    unjudged = conn.execute(
+        select(MxAddress.mx_host, MxAddress.ip)
+        .outerjoin(
+            Target,
+            and_(
+                Target.run_id == MxAddress.run_id,
+                Target.mx_host == MxAddress.mx_host,
+                Target.ip == MxAddress.ip,
+            ),
+        )
+        .where(
+            MxAddress.run_id == run_id,
+            MxAddress.skip_reason.is_(None),
+            or_(
+                Target.mx_host.is_(None),
+                and_(
+                    Target.sni != Target.mx_host,
+                    Target.flags.is_(None),
+                    func.coalesce(Target.reasons, "").like("%hostname_mismatch%"),
+                ),
+            ),
+        )
+        .order_by(MxAddress.ip, MxAddress.mx_host)
+    )
+    resume.pending_targets = [(host, ip) for host, ip in unjudged]
+    return resume
+
+
+# What a crawl joining a run must share with the run's earlier crawls.
+def _compatibility(record: dict[str, Any]) -> dict[str, Any]:
+    versions_, settings = record["versions"], record["settings"]
+    shard = record["shard"]
+    return {
+        "mxcensus version": versions_.get("mxcensus"),
+        "trust store (TLS_CA_BUNDLE)": (versions_.get("trust_store") or {}).get("sha256"),
+        "SMTP_IPV6": settings.get("SMTP_IPV6"),
+        "SMTP_PORT": settings.get("SMTP_PORT"),
+        "SMTP_SNI_PROBES": settings.get("SMTP_SNI_PROBES"),
+        "shard count": int(shard.split("/")[1]) if shard else None,
+        "list (sha256)": record["source_sha256"],
+    }
+
+
+def _check_compatible(conn: Connection, run_id: int, record: dict[str, Any]) -> None:
+    """Refuse, in one line, a crawl that would mix incomparable facts into the run."""
+    earlier = conn.execute(
+        select(Crawl.versions, Crawl.settings, Crawl.shard, Crawl.source_sha256)
+        .where(Crawl.run_id == run_id)
+        .order_by(Crawl.id)
+        .limit(1)
+    ).first()
+    if earlier is None:
+        return
+    theirs = _compatibility(
+        {
+            "versions": earlier.versions or {},
+            "settings": earlier.settings or {},
+            "shard": earlier.shard,
+            "source_sha256": earlier.source_sha256,
+        }
+    )
+    for what, mine in _compatibility(record).items():
+        known = what == "shard count" or (theirs[what] is not None and mine is not None)
+        if known and theirs[what] != mine:
+            raise UsageError(
+                f"this crawl cannot join the run: its {what} is {mine!r}, the run's is "
+                f"{theirs[what]!r}; use the same, or start a new run (-a run=OTHER)"
+            )
+
+
+def file_sha256(path: str | Path) -> str:
+    """The list's identity, hashed before the crawl so that shards can be compared."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
