@@ -30,7 +30,7 @@ from twisted.python.threadpool import ThreadPool
 from crawler.domainlist import domain_hash
 from crawler.items import StoredProbe
 from pipelines.record import settings_record, versions
-from schema.db import engine_for, insert_ignore
+from schema.db import engine_for, first_line, insert_ignore, retrying
 from schema.models import Claim, Crawl, Domain, MxAddress, Probe, Run, Target
 from schema.vocab import DomainStatus
 
@@ -78,6 +78,7 @@ class RunCoordinator:
         self.url = settings.get("DATABASE_URL")
         self.lease = settings.getfloat("RUN_LEASE")
         self.heartbeat_interval = settings.getfloat("RUN_HEARTBEAT")
+        self.retry_for = settings.getfloat("DATABASE_RETRY_FOR")
         if self.lease <= 0 or not 0 < self.heartbeat_interval < self.lease:
             raise ValueError("RUN_LEASE must be > 0 and 0 < RUN_HEARTBEAT < RUN_LEASE")
         self.engine: Engine | None = None
@@ -171,9 +172,12 @@ class RunCoordinator:
     # --- the database thread ---------------------------------------------------
 
     def _in_thread_deferred(self, fn: Any, *args: Any) -> Any:
+        """`fn(*args)` on the coordinator's thread, tried again on transient errors."""
         from twisted.internet import reactor
 
-        return deferToThreadPool(reactor, self._pool, fn, *args)
+        return deferToThreadPool(
+            reactor, self._pool, retrying, fn, *args, retry_for=self.retry_for, on_retry=_warn
+        )
 
     async def _in_thread(self, fn: Any, *args: Any) -> Any:
         return await maybe_deferred_to_future(self._in_thread_deferred(fn, *args))
@@ -318,6 +322,10 @@ class RunCoordinator:
                         Claim.crawl_id == self.crawl_id,
                     )
                 )
+
+
+def _warn(error: Exception, wait: float) -> None:
+    logger.warning("database unavailable, retrying in %g s: %s", wait, first_line(error))
 
 
 def _upgrade(engine: Engine) -> None:

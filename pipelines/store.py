@@ -15,7 +15,6 @@ once, in `MERGES`.
 from __future__ import annotations
 
 import logging
-import time
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +22,6 @@ from typing import Any
 from scrapy import signals
 from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
 from sqlalchemy import Engine, Table, text
-from sqlalchemy.exc import DBAPIError
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
@@ -31,7 +29,7 @@ from crawler.coordination import run_coordinator
 from crawler.items import DomainItem, ProbeItem, StoredProbesItem, TargetsItem
 from pipelines.certinfo import describe, sha256_hex
 from pipelines.rows import Rows, domain_rows, probe_rows, target_rows
-from schema.db import engine_for, merge_statement
+from schema.db import engine_for, first_line, merge_statement, retrying
 from schema.models import Base
 
 logger = logging.getLogger(__name__)
@@ -90,7 +88,6 @@ MERGES: dict[str, Merge] = {
 # list could not be read) is a failure.
 CRAWL_STATUS = {"finished": "finished", "shutdown": "interrupted"}
 BACKLOG_BATCHES = 20  # batches queued for the writer before process_item waits
-RETRY_WAITS = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)  # seconds; the last repeats
 
 
 def _table(name: str) -> Table:
@@ -264,25 +261,20 @@ class StorePipeline:
     def _write(self, batch: Rows) -> None:
         """Write one batch in one transaction, retrying what a database may recover from."""
         assert self.engine is not None
-        deadline = time.monotonic() + self.retry_for
-        for attempt in range(1_000_000):
-            try:
-                with self.engine.begin() as conn:
-                    for name, merge in MERGES.items():
-                        if batch.get(name):
-                            rows = _one_per_key(batch[name], merge.key, merge.in_key_order)
-                            statement = merge_statement(
-                                self.engine, _table(name), merge.key, merge.better
-                            )
-                            conn.execute(statement, rows)
-                return
-            except DBAPIError as e:
-                wait = RETRY_WAITS[min(attempt, len(RETRY_WAITS) - 1)]
-                if not _transient(e) or time.monotonic() + wait > deadline:
-                    raise
-                self.crawler.stats.inc_value("mxcensus/store/retried_batches")
-                logger.warning("database write failed, retrying in %g s: %s", wait, _first_line(e))
-                time.sleep(wait)
+        retrying(self._write_once, batch, retry_for=self.retry_for, on_retry=self._retrying)
+
+    def _write_once(self, batch: Rows) -> None:
+        assert self.engine is not None
+        with self.engine.begin() as conn:
+            for name, merge in MERGES.items():
+                if batch.get(name):
+                    rows = _one_per_key(batch[name], merge.key, merge.in_key_order)
+                    statement = merge_statement(self.engine, _table(name), merge.key, merge.better)
+                    conn.execute(statement, rows)
+
+    def _retrying(self, error: Exception, wait: float) -> None:
+        self.crawler.stats.inc_value("mxcensus/store/retried_batches")
+        logger.warning("database write failed, retrying in %g s: %s", wait, first_line(error))
 
     def _analyze(self) -> None:
         assert self.engine is not None
@@ -308,21 +300,3 @@ def _one_per_key(
     a crawl's later row is its better one), sorted so writers lock in one order."""
     latest = {tuple(row[k] for k in key): row for row in rows}
     return [latest[k] for k in sorted(latest)] if in_key_order else list(latest.values())
-
-
-def _transient(error: DBAPIError) -> bool:
-    """An error a later try may not meet: a dropped connection, a deadlock or
-    serialization failure, a server restarting or out of resources, a busy SQLite."""
-    if error.connection_invalidated:
-        return True
-    code = getattr(error.orig, "pgcode", None)
-    if code:  # SQLSTATE classes: 40 rollback, 08 connection, 57 operator, 53 resources
-        return code[:2] in ("40", "08", "57", "53")
-    message = str(error.orig).lower()
-    if type(error.orig).__module__.startswith("sqlite3"):
-        return "locked" in message or "busy" in message
-    return "psycopg2" in type(error.orig).__module__  # no SQLSTATE: the connection itself
-
-
-def _first_line(error: Exception) -> str:
-    return str(getattr(error, "orig", error)).strip().splitlines()[0][:300]

@@ -1,12 +1,18 @@
-"""Engines for DATABASE_URL, and the dialect-neutral "insert unless present"."""
+"""Engines for DATABASE_URL, merges in either dialect, and retries of transient errors."""
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, Table, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+
+T = TypeVar("T")
+RETRY_WAITS = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)  # seconds between tries; the last repeats
 
 
 def engine_for(url: str, **kwargs: Any) -> Engine:
@@ -54,3 +60,43 @@ def merge_statement(engine: Engine, table: Table, keys: tuple[str, ...], better:
         set_={c.name: statement.excluded[c.name] for c in table.columns if c.name not in fixed},
         where=text(better),
     )
+
+
+def retrying(
+    fn: Callable[..., T],
+    *args: Any,
+    retry_for: float,
+    on_retry: Callable[[Exception, float], None],
+) -> T:
+    """`fn(*args)`, tried again with backoff while the error is transient, for at
+    most `retry_for` seconds; then (or on any other error) the error is raised."""
+    deadline = time.monotonic() + retry_for
+    for attempt in range(1_000_000):
+        try:
+            return fn(*args)
+        except DBAPIError as e:
+            wait = RETRY_WAITS[min(attempt, len(RETRY_WAITS) - 1)]
+            if not transient(e) or time.monotonic() + wait > deadline:
+                raise
+            on_retry(e, wait)
+            time.sleep(wait)
+    raise AssertionError("unreachable")
+
+
+def transient(error: DBAPIError) -> bool:
+    """An error a later try may not meet: a dropped connection, a deadlock or
+    serialization failure, a server restarting or out of resources, a busy SQLite."""
+    if error.connection_invalidated:
+        return True
+    code = getattr(error.orig, "pgcode", None)
+    if code:  # SQLSTATE classes: 40 rollback, 08 connection, 57 operator, 53 resources
+        return code[:2] in ("40", "08", "57", "53")
+    message = str(error.orig).lower()
+    if type(error.orig).__module__.startswith("sqlite3"):
+        return "locked" in message or "busy" in message
+    return "psycopg2" in type(error.orig).__module__  # no SQLSTATE: the connection itself
+
+
+def first_line(error: Exception) -> str:
+    """A database error in one line, without SQLAlchemy's statement and link."""
+    return str(getattr(error, "orig", error)).strip().splitlines()[0][:300]
