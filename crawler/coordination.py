@@ -142,6 +142,8 @@ class RunCoordinator:
         the IP:port is claimed for this crawl (or it waits for another's claim).
         """
         key = (ip, port)
+        if self.engine is None:  # a handler used outside a crawl (its own tests): no run
+            return Grant((), claimed=True)
         if key in self._held:  # nobody else has probed it since this crawl claimed it
             granted = Grant((), claimed=True)
         else:

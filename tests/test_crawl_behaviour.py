@@ -312,3 +312,42 @@ def test_a_list_url_that_cannot_be_fetched_fails_the_crawl(settings, list_url):
     assert "could not fetch" in result.stderr
     url = settings["DATABASE_URL"]
     assert count(url, "SELECT COUNT(*) FROM crawls WHERE status = 'failed'") == 1
+
+
+def test_a_retry_waits_in_the_scheduler_not_in_a_download_slot(net, spec, settings, tmp_path):
+    """Two download slots, two servers answering 421 (retried after 20 s), and 100
+    names to look up: every lookup is stored before any retry is made, because a
+    waiting retry holds no slot (it used to sleep in one and starve DNS)."""
+    transient = {"greeting-421", "ehlo-421"}
+    ips = {spec.servers[name].ip for name in transient}
+    domains = [
+        d
+        for d in spec.domains
+        if any(ip in ips for host, _ in spec.mx_hosts(d) for ip in spec.addresses(host))
+    ]
+    assert len(domains) >= 2
+    path = tmp_path / "slow.txt"
+    path.write_text("".join(f"{d}\n" for d in domains + [f"n{i}.nx.test" for i in range(100)]))
+    slow = {
+        **settings,
+        "CONCURRENT_REQUESTS": "2",
+        "SMTP_RETRY_DELAY": "20",
+        "DATABASE_FLUSH_INTERVAL": "0.2",
+    }
+    process = subprocess.Popen(
+        crawl_command(path, slow), cwd=ROOT, stderr=subprocess.PIPE, text=True
+    )
+    url = slow["DATABASE_URL"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if count(url, "SELECT COUNT(*) FROM domains WHERE status = 'nxdomain'") == 100:
+                break
+        except Exception:  # the tables are not there yet
+            pass
+        time.sleep(0.1)
+    retried_yet = count(url, "SELECT COUNT(*) FROM probes WHERE attempt_count > 1")
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr[-3000:]
+    assert retried_yet == 0, "the lookups waited for the retries"
+    assert count(url, "SELECT COUNT(*) FROM probes WHERE attempt_count = 2") == len(ips)
