@@ -44,6 +44,12 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _clock(conn: Connection) -> Any:
+    """The time leases are measured by: the database server's on PostgreSQL, so
+    crawls on machines whose clocks differ still agree (SQLite is one machine)."""
+    return func.now() if conn.dialect.name == "postgresql" else _now()
+
+
 @dataclass
 class Resume:
     """What the run already holds, for a crawl that joins it."""
@@ -205,14 +211,13 @@ class RunCoordinator:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": self.run_id})
             _check_compatible(conn, self.run_id, record)
             self.crawl_id = conn.execute(
-                Crawl.__table__.insert().returning(Crawl.id),
+                Crawl.__table__.insert().values(heartbeat_at=_clock(conn)).returning(Crawl.id),
                 {
                     **record,
                     "run_id": self.run_id,
                     "label": spider.label,
                     "source": spider.source,
                     "started_at": _now(),
-                    "heartbeat_at": _now(),
                     "status": "running",
                     "job": getattr(spider, "_job", None),
                     "node": socket.getfqdn(),
@@ -230,7 +235,9 @@ class RunCoordinator:
     def _write_heartbeat(self) -> None:
         assert self.engine is not None
         with self.engine.begin() as conn:
-            conn.execute(update(Crawl).where(Crawl.id == self.crawl_id).values(heartbeat_at=_now()))
+            conn.execute(
+                update(Crawl).where(Crawl.id == self.crawl_id).values(heartbeat_at=_clock(conn))
+            )
 
     def _close(self, status: str, reason: str, counts: dict[str, Any]) -> None:
         assert self.engine is not None
@@ -301,7 +308,7 @@ class RunCoordinator:
                     }
                 ],
             )
-            stale = _now() - timedelta(seconds=self.lease)
+            stale = _clock(conn) - timedelta(seconds=self.lease)
             dead = select(Crawl.id).where(
                 or_(Crawl.status != "running", Crawl.heartbeat_at < stale)
             )
