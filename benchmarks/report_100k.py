@@ -27,8 +27,8 @@ from typing import Any
 from sqlalchemy import Engine, insert, text
 
 from schema.db import engine_for
+from schema.migrate import upgrade
 from schema.models import (
-    Base,
     Certificate,
     Crawl,
     Domain,
@@ -39,7 +39,6 @@ from schema.models import (
     Run,
     Target,
 )
-from schema.views import create_views
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
@@ -233,10 +232,9 @@ class Universe:
 def build(engine: Engine, domains: int) -> None:
     """Run 1 from the universe; run 2 = run 1 with 5 % of self-hosted targets re-judged
     and 1 % of domains gone (the study's "almost unchanged" second look)."""
-    Base.metadata.create_all(engine)
+    upgrade(engine)
     universe = Universe(domains)
     with engine.begin() as conn:
-        create_views(conn)
         for run_id in (1, 2):
             conn.execute(
                 insert(Run), [{"id": run_id, "name": f"bench-{run_id}", "created_at": NOW}]

@@ -31,6 +31,7 @@ from crawler.domainlist import domain_hash
 from crawler.items import StoredProbe
 from pipelines.record import settings_record, versions
 from schema.db import engine_for, first_line, insert_ignore, retrying
+from schema.migrate import upgrade
 from schema.models import Claim, Crawl, Domain, MxAddress, Probe, Run, Target
 from schema.vocab import DomainStatus
 
@@ -192,7 +193,7 @@ class RunCoordinator:
 
     def _open(self, spider: Any) -> None:
         self.engine = engine_for(self.url)
-        _upgrade(self.engine)
+        upgrade(self.engine)  # an older database is migrated, never recreated
         settings = self.crawler.settings
         name = spider.run_name or spider.new_run_name()
         record = {
@@ -335,23 +336,6 @@ class RunCoordinator:
 
 def _warn(error: Exception, wait: float) -> None:
     logger.warning("database unavailable, retrying in %g s: %s", wait, first_line(error))
-
-
-def _upgrade(engine: Engine) -> None:
-    """Bring the database to this code's schema (migrations; never recreated)."""
-    try:
-        from schema.migrate import upgrade
-    except ImportError:  # TODO(lead): remove once schema.migrate lands
-        from schema.models import Base
-        from schema.views import create_views
-
-        with engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('mxcensus schema'))"))
-            Base.metadata.create_all(conn)
-            create_views(conn)
-        return
-    upgrade(engine)
 
 
 def _answered(committed: tuple[StoredProbe, ...], sni: str, first: bool, cap: int) -> bool:

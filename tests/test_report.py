@@ -835,14 +835,13 @@ def test_runs_with_nothing_probed_report_zeros(tmp_path):
     from datetime import UTC, datetime
 
     from schema.db import engine_for
-    from schema.models import Base, Run
-    from schema.views import create_views
+    from schema.migrate import upgrade
+    from schema.models import Run
 
     url = f"sqlite:///{tmp_path / 'empty.sqlite'}"
     engine = engine_for(url)
+    upgrade(engine)
     with engine.begin() as conn:
-        Base.metadata.create_all(conn)
-        create_views(conn)
         now = datetime.now(UTC)
         conn.execute(Run.__table__.insert(), [{"name": n, "created_at": now} for n in "ab"])
     tables = report_json(url, "--run", "1")

@@ -9,6 +9,7 @@ from pathlib import Path
 from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 
+from crawler.commands.db import DatabaseError, upgrade_before_reading
 from reports import compare, export, tables
 from reports.runs import NoRun, find, shown
 from reports.snapshot import snapshot
@@ -67,9 +68,10 @@ class Command(ScrapyCommand):
         assert self.settings is not None
         url = self.settings.get("DATABASE_URL")
         try:
+            upgrade_before_reading(url)  # a database an older mxcensus made
             refs = opts.compare or [opts.run]
             runs = find(url, refs, None if opts.compare else opts.label)
-        except NoRun as e:
+        except (DatabaseError, NoRun) as e:
             print(e, file=sys.stderr)
             self.exitcode = 1
             return

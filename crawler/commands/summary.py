@@ -1,12 +1,18 @@
-"""`scrapy summary [--run ID_OR_NAME]`: domains by status and targets by outcome."""
+"""`scrapy summary [--run ID_OR_NAME]`: domains by status and targets by outcome.
+
+A database an older mxcensus made is upgraded first (the summary reads today's views).
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
+from sqlalchemy.exc import SQLAlchemyError
 
+from crawler.commands.db import DatabaseError, missing_sqlite_file, shown, upgrade_before_reading
 from schema.db import engine_for
 from schema.summary import find_run, render, summarize
 
@@ -30,12 +36,30 @@ class Command(ScrapyCommand):
         if args:
             raise UsageError("summary takes no positional arguments")
         assert self.settings is not None
-        engine = engine_for(self.settings.get("DATABASE_URL"))
-        found = find_run(engine, opts.run)
-        if found is None:
-            print(
-                f"no run {opts.run or ''} in {self.settings.get('DATABASE_URL')}".replace("  ", " ")
-            )
-            self.exitcode = 1
+        url = self.settings.get("DATABASE_URL")
+        missing = missing_sqlite_file(url)
+        if missing is not None:  # looking would create an empty file
+            self._fail(f"no database at {missing} (DATABASE_URL {shown(url)})")
             return
-        print(render(summarize(engine, *found)))
+        try:
+            upgrade_before_reading(url)
+        except DatabaseError as e:
+            self._fail(str(e))
+            return
+        engine = engine_for(url)
+        try:
+            found = find_run(engine, opts.run)
+            if found is None:
+                print(f"no run {opts.run or ''} in {shown(url)}".replace("  ", " "))
+                self.exitcode = 1
+                return
+            print(render(summarize(engine, *found)))
+        except SQLAlchemyError as e:
+            reason = " ".join(str(getattr(e, "orig", None) or e).split())
+            self._fail(f"cannot read the runs in {shown(url)}: {reason}")
+        finally:
+            engine.dispose()
+
+    def _fail(self, message: str) -> None:
+        print(message, file=sys.stderr)
+        self.exitcode = 1
