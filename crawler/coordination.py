@@ -12,6 +12,7 @@ slow database never stalls the reactor and claims never queue behind a batch.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import socket
@@ -23,7 +24,7 @@ from typing import Any
 
 from scrapy.exceptions import UsageError
 from scrapy.utils.defer import deferred_to_future, maybe_deferred_to_future
-from sqlalchemy import Connection, Engine, and_, delete, func, or_, select, text, update
+from sqlalchemy import Connection, Engine, and_, delete, func, or_, select, text, tuple_, update
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
@@ -36,6 +37,9 @@ from schema.models import Claim, Crawl, Domain, MxAddress, Probe, Run, Target
 from schema.vocab import DomainStatus
 
 logger = logging.getLogger(__name__)
+
+ASK_BATCH = 200  # asks answered in one transaction at most
+ASK_GATHER = 0.005  # seconds an ask waits for others to share its transaction
 
 # A domain with these is asked again when its run is resumed: the answer may come now.
 RETRIED_STATUSES = (str(DomainStatus.DNS_TIMEOUT), str(DomainStatus.SERVFAIL))
@@ -92,6 +96,9 @@ class RunCoordinator:
         self.run_id = self.crawl_id = 0
         self.resume = Resume()
         self._held: dict[tuple[str, int], int] = {}  # ip:port -> probes not yet committed
+        self._busy: dict[tuple[str, int], asyncio.Future[Any]] = {}  # an ask or release
+        self._asks: dict[tuple[str, int], tuple[str, bool, int]] = {}  # not yet sent
+        self._flush_call: Any = None
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="mxcensus-run")
         self._heartbeat: Any = None
         self._opened: Any = None  # the Deferred of open(), shared by every caller
@@ -147,17 +154,22 @@ class RunCoordinator:
         probe, any probe of it (SNI is the name that first reached the IP), or
         `cap` probes of it; then the committed probes answer instead. Otherwise
         the IP:port is claimed for this crawl (or it waits for another's claim).
+        Asks are gathered for a moment and answered together, in one transaction.
         """
         key = (ip, port)
         if self.engine is None:  # a handler used outside a crawl (its own tests): no run
             return Grant((), claimed=True)
+        # One ask or release of an IP:port in flight at a time keeps `_held` and
+        # the claims table in step.
+        while (busy := self._busy.get(key)) is not None:
+            await busy
         if key in self._held:  # nobody else has probed it since this crawl claimed it
-            granted = Grant((), claimed=True)
-        else:
-            granted = await self._in_thread(self._grant, ip, port, sni, first, cap)
-        if granted.claimed:  # counted here, on the reactor thread, like done()
-            self._held[key] = self._held.get(key, 0) + 1
-        return granted
+            self._held[key] += 1
+            return Grant((), claimed=True)
+        answer = self._busy[key] = asyncio.get_running_loop().create_future()
+        self._asks[key] = (sni, first, cap)
+        self._schedule_flush()
+        return await answer
 
     def done(self, keys: Iterable[tuple[str, int]]) -> None:
         """Probes of these IP:ports are committed: release the claims no longer needed."""
@@ -171,9 +183,50 @@ class RunCoordinator:
                 released.append(key)
             else:
                 self._held[key] = left - 1
-        if released and self.engine is not None:
-            d = self._in_thread_deferred(self._release, released)
-            d.addErrback(lambda f: logger.warning("releasing claims: %s", f.getErrorMessage()))
+        if not released or self.engine is None:
+            return
+        loop = asyncio.get_running_loop()
+        for key in released:
+            self._busy[key] = loop.create_future()
+        d = self._in_thread_deferred(self._release, released)
+        d.addErrback(lambda f: logger.warning("releasing claims: %s", f.getErrorMessage()))
+        d.addBoth(lambda _: self._free(released))
+
+    def _free(self, keys: Iterable[tuple[str, int]]) -> None:
+        for key in keys:
+            busy = self._busy.pop(key, None)
+            if busy is not None and not busy.done():
+                busy.set_result(None)
+
+    def _schedule_flush(self) -> None:
+        from twisted.internet import reactor
+
+        if len(self._asks) >= ASK_BATCH:
+            self._flush_asks()
+        elif self._flush_call is None:
+            self._flush_call = reactor.callLater(ASK_GATHER, self._flush_asks)
+
+    def _flush_asks(self) -> None:
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        self._flush_call = None
+        asks, self._asks = self._asks, {}
+        if not asks:
+            return
+        d = self._in_thread_deferred(self._grant_many, asks)
+        d.addCallbacks(self._granted, self._grant_failed, errbackArgs=(asks,))
+
+    def _granted(self, grants: dict[tuple[str, int], Grant]) -> None:
+        for key, granted in grants.items():
+            if granted.claimed:
+                self._held[key] = 1
+            answer = self._busy.pop(key)
+            answer.set_result(granted)
+
+    def _grant_failed(self, failure: Any, asks: dict[tuple[str, int], Any]) -> None:
+        for key in asks:
+            answer = self._busy.pop(key)
+            answer.set_exception(failure.value)
 
     def holds(self, ip: str, port: int) -> bool:
         return (ip, port) in self._held
@@ -271,67 +324,76 @@ class RunCoordinator:
                 update(Crawl).where(Crawl.id == self.crawl_id).values(source_sha256=sha256)
             )
 
-    def _committed(self, ip: str, port: int) -> tuple[StoredProbe, ...]:
+    def _grant_many(
+        self, asks: dict[tuple[str, int], tuple[str, bool, int]]
+    ) -> dict[tuple[str, int], Grant]:
+        """Claim every asked IP:port that is free or whose crawl died, then read the
+        run's committed probes of them: an ask they answer gives its claim back."""
         assert self.engine is not None
-        with self.engine.connect() as conn:
-            return _stored_probes(conn, self.run_id, ip, port)
-
-    def _grant(self, ip: str, port: int, sni: str, first: bool, cap: int) -> Grant:
-        assert self.engine is not None
-        committed = self._committed(ip, port)
-        if _answered(committed, sni, first, cap):
-            return Grant(committed, claimed=False)
-        holder = self._claim(ip, port)
-        if holder != self.crawl_id:
-            return Grant(committed, claimed=False, held_by=holder)
-        # Committed between the look and the claim: the other crawl released it.
-        committed = self._committed(ip, port)
-        if _answered(committed, sni, first, cap):
-            self._release([(ip, port)])
-            return Grant(committed, claimed=False)
-        return Grant(committed, claimed=True)
-
-    def _claim(self, ip: str, port: int) -> int:
-        """Insert the claim if absent, else take it over from a crawl whose lease
-        lapsed; returns the crawl that holds it now."""
-        assert self.engine is not None
-        key = (Claim.run_id == self.run_id, Claim.ip == ip, Claim.port == port)
+        keys = sorted(asks)  # one order for every crawl: no deadlock between them
         with self.engine.begin() as conn:
-            conn.execute(
-                insert_ignore(self.engine, Claim.__table__),
-                [
-                    {
-                        "run_id": self.run_id,
-                        "ip": ip,
-                        "port": port,
-                        "crawl_id": self.crawl_id,
-                        "claimed_at": _now(),
-                    }
-                ],
-            )
-            stale = _clock(conn) - timedelta(seconds=self.lease)
-            dead = select(Crawl.id).where(
-                or_(Crawl.status != "running", Crawl.heartbeat_at < stale)
-            )
-            conn.execute(
-                update(Claim)
-                .where(*key, Claim.crawl_id != self.crawl_id, Claim.crawl_id.in_(dead))
-                .values(crawl_id=self.crawl_id, claimed_at=_now())
-            )
-            return conn.execute(select(Claim.crawl_id).where(*key)).scalar_one()
+            holders = self._claim(conn, keys)
+            committed = _stored_probes(conn, self.run_id, keys)
+            grants, answered = {}, []
+            for key in keys:
+                sni, first, cap = asks[key]
+                probes = committed.get(key, ())
+                if _answered(probes, sni, first, cap):
+                    grants[key] = Grant(probes, claimed=False)
+                    if holders[key] == self.crawl_id:
+                        answered.append(key)
+                elif holders[key] == self.crawl_id:
+                    grants[key] = Grant(probes, claimed=True)
+                else:
+                    grants[key] = Grant(probes, claimed=False, held_by=holders[key])
+            self._delete_claims(conn, answered)
+        return grants
+
+    def _claim(self, conn: Connection, keys: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """Insert the claims that are absent, take over those of crawls whose lease
+        lapsed; returns the crawl that holds each IP:port now."""
+        now = _now()
+        conn.execute(
+            insert_ignore(self.engine, Claim.__table__),
+            [
+                {
+                    "run_id": self.run_id,
+                    "ip": ip,
+                    "port": port,
+                    "crawl_id": self.crawl_id,
+                    "claimed_at": now,
+                }
+                for ip, port in keys
+            ],
+        )
+        stale = _clock(conn) - timedelta(seconds=self.lease)
+        dead = select(Crawl.id).where(or_(Crawl.status != "running", Crawl.heartbeat_at < stale))
+        taken = tuple_(Claim.ip, Claim.port).in_(keys)
+        conn.execute(
+            update(Claim)
+            .where(Claim.run_id == self.run_id, taken, Claim.crawl_id != self.crawl_id)
+            .where(Claim.crawl_id.in_(dead))
+            .values(crawl_id=self.crawl_id, claimed_at=now)
+        )
+        rows = conn.execute(
+            select(Claim.ip, Claim.port, Claim.crawl_id).where(Claim.run_id == self.run_id, taken)
+        )
+        return {(ip, port): crawl_id for ip, port, crawl_id in rows}
 
     def _release(self, keys: list[tuple[str, int]]) -> None:
         assert self.engine is not None
         with self.engine.begin() as conn:
-            for ip, port in sorted(keys):
-                conn.execute(
-                    delete(Claim).where(
-                        Claim.run_id == self.run_id,
-                        Claim.ip == ip,
-                        Claim.port == port,
-                        Claim.crawl_id == self.crawl_id,
-                    )
+            self._delete_claims(conn, sorted(keys))
+
+    def _delete_claims(self, conn: Connection, keys: list[tuple[str, int]]) -> None:
+        if keys:
+            conn.execute(
+                delete(Claim).where(
+                    Claim.run_id == self.run_id,
+                    tuple_(Claim.ip, Claim.port).in_(keys),
+                    Claim.crawl_id == self.crawl_id,
                 )
+            )
 
 
 def _warn(error: Exception, wait: float) -> None:
@@ -344,9 +406,14 @@ def _answered(committed: tuple[StoredProbe, ...], sni: str, first: bool, cap: in
     return sni in snis or (first and bool(snis)) or len(snis) >= cap
 
 
-def _stored_probes(conn: Connection, run_id: int, ip: str, port: int) -> tuple[StoredProbe, ...]:
+def _stored_probes(
+    conn: Connection, run_id: int, keys: list[tuple[str, int]]
+) -> dict[tuple[str, int], tuple[StoredProbe, ...]]:
+    """The run's committed probes of these IP:ports, each in the order they were made."""
     rows = conn.execute(
         select(
+            Probe.ip,
+            Probe.port,
             Probe.sni,
             Probe.wire_outcome,
             Probe.error,
@@ -356,24 +423,26 @@ def _stored_probes(conn: Connection, run_id: int, ip: str, port: int) -> tuple[S
             Probe.cert_parse_error,
             Probe.leaf_names,
         )
-        .where(Probe.run_id == run_id, Probe.ip == ip, Probe.port == port)
+        .where(Probe.run_id == run_id, tuple_(Probe.ip, Probe.port).in_(keys))
         .order_by(Probe.id)
-    ).all()
-    return tuple(
-        StoredProbe(
-            ip,
-            port,
-            r.sni,
-            r.wire_outcome,
-            r.error,
-            r.error_stage,
-            tuple(r.chain_reasons.split(",")) if r.chain_reasons else (),
-            r.verify_error,
-            r.cert_parse_error,
-            tuple(r.leaf_names or ()),
-        )
-        for r in rows
     )
+    found: dict[tuple[str, int], list[StoredProbe]] = {}
+    for r in rows:
+        found.setdefault((r.ip, r.port), []).append(
+            StoredProbe(
+                r.ip,
+                r.port,
+                r.sni,
+                r.wire_outcome,
+                r.error,
+                r.error_stage,
+                tuple(r.chain_reasons.split(",")) if r.chain_reasons else (),
+                r.verify_error,
+                r.cert_parse_error,
+                tuple(r.leaf_names or ()),
+            )
+        )
+    return {key: tuple(probes) for key, probes in found.items()}
 
 
 def _load_resume(conn: Connection, run_id: int) -> Resume:
