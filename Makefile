@@ -8,6 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 
 all: test
 
+# The test extra brings scrapyd, scrapyd-client and setuptools<81 (tests/test_scrapyd.py).
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -32,4 +33,4 @@ bench-report: venv
 	$(PY) -m benchmarks.report_100k
 
 clean:
-	rm -rf $(VENV) .demo report *.egg-info
+	rm -rf $(VENV) .demo report build *.egg-info

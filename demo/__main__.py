@@ -11,17 +11,18 @@ import sys
 import time
 
 from demo.check import compare
-from demo.scan import ROOT, crawl_command, scanner_settings
+from demo.scan import ROOT, crawl_command, environment, scanner_settings
 from schema.db import engine_for
 from schema.summary import find_run, render, summarize
-from testnet import DEFAULT_SPEC, running
+from testnet import default_spec, running
 from testnet.spec import load
 
 DEMO_DIR = ROOT / ".demo"
 
 
 def main() -> int:
-    spec = load(DEFAULT_SPEC)
+    spec_path = default_spec()
+    spec = load(spec_path)
     DEMO_DIR.mkdir(exist_ok=True)
     database = DEMO_DIR / "demo.sqlite"
     for stale in DEMO_DIR.glob("demo.sqlite*"):
@@ -30,12 +31,12 @@ def main() -> int:
     domains = DEMO_DIR / "domains.txt"
     domains.write_text("\n".join(spec.domain_lines) + "\n", encoding="utf-8")
     print(f"starting the test network ({len(spec.servers)} servers, {len(spec.domains)} domains)")
-    with running(DEFAULT_SPEC, DEMO_DIR / "testnet") as state:
+    with running(spec_path, DEMO_DIR / "testnet") as state:
         settings = {**scanner_settings(state), "DATABASE_URL": url, "LOG_LEVEL": "WARNING"}
         command = crawl_command(domains, settings, "label=demo")
         print(f"scanning it: scrapy crawl tld_mx -a domains={domains.relative_to(ROOT)} …")
         started = time.monotonic()
-        result = subprocess.run(command, cwd=ROOT, check=False)
+        result = subprocess.run(command, cwd=ROOT, env=environment(), check=False)
         print(f"crawl finished in {time.monotonic() - started:.1f} s (exit {result.returncode})\n")
     if result.returncode:
         return result.returncode

@@ -5,12 +5,26 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Mapping
+from importlib import resources
 from pathlib import Path
 
+from testnet.control import environment as package_environment
 from testnet.state import State
 
-ROOT = Path(__file__).resolve().parent.parent
 EHLO_NAME = "scanner.mxcensus.test"
+
+
+def checkout() -> Path | None:
+    """The source checkout the project runs from (scrapy.cfg beside the packages);
+    None when the packages are installed or zipped in an egg (scrapyd)."""
+    package = resources.files("demo")
+    if isinstance(package, Path) and (package.parent / "scrapy.cfg").is_file():
+        return package.parent.resolve()
+    return None
+
+
+# Where crawls run and the demo writes: the checkout, else the current directory.
+ROOT = checkout() or Path.cwd()
 
 
 def scanner_settings(state: State) -> dict[str, str]:
@@ -32,6 +46,14 @@ def crawl_command(domains: str | Path, settings: Mapping[str, str], *args: str) 
     return command
 
 
+def environment() -> dict[str, str]:
+    """The crawl finds the project without a scrapy.cfg in its directory: the packages
+    on its path and the settings module named, as scrapyd's runner does."""
+    env = package_environment()
+    env.setdefault("SCRAPY_SETTINGS_MODULE", "crawler.settings")
+    return env
+
+
 def crawl(
     domains: str | Path, settings: Mapping[str, str], *args: str, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
@@ -39,6 +61,7 @@ def crawl(
     return subprocess.run(
         crawl_command(domains, settings, *args),
         cwd=ROOT,
+        env=environment(),
         text=True,
         capture_output=True,
         timeout=timeout,

@@ -1,13 +1,22 @@
-"""The short summary of a run: domains by status, targets by outcome, list counts."""
+"""The short summary of a run: its crawls and shards, domains by status, targets by
+outcome, list counts."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Connection, Engine, func, select, text
 
+from crawler.scheduling import CrawlRecord, ShardState, record_state, shards_of_run
 from schema.models import Crawl
+
+DEFAULT_LEASE = 300.0  # RUN_LEASE's default: seconds without a heartbeat before a crawl is dead
+
+# (shard "K/N", state, node, scrapyd job id)
+ShardRow = tuple[str, ShardState, str | None, str | None]
 
 
 @dataclass(frozen=True)
@@ -18,6 +27,7 @@ class Summary:
     domains: list[tuple[str, int]]  # (status, count)
     targets: list[tuple[str, str, int]]  # (outcome, code, count)
     probes: int
+    shards: list[ShardRow] = field(default_factory=list)  # empty for an unsharded run
 
 
 def find_run(engine: Engine, run: str | None = None) -> tuple[int, str] | None:
@@ -46,9 +56,25 @@ ORDER BY 1, 2
 """
 
 
-def summarize(engine: Engine, run_id: int, run_name: str) -> Summary:
+def database_now(conn: Connection) -> datetime:
+    """The time heartbeats are judged by: the database server's on PostgreSQL, where
+    crawls write them with its clock; ours on SQLite, which is on this machine."""
+    if conn.dialect.name == "postgresql":
+        return conn.execute(select(func.now())).scalar_one()
+    return datetime.now(UTC)
+
+
+def summarize(
+    engine: Engine,
+    run_id: int,
+    run_name: str,
+    lease: float = DEFAULT_LEASE,
+    now: datetime | None = None,
+) -> Summary:
+    """`lease` is RUN_LEASE: a `running` crawl silent for longer is shown dead."""
     params = {"run": run_id}
     with engine.connect() as conn:
+        now = now or database_now(conn)
         domains = conn.execute(
             text(
                 "SELECT status, COUNT(*) FROM domains WHERE run_id = :run GROUP BY status"
@@ -60,32 +86,66 @@ def summarize(engine: Engine, run_id: int, run_name: str) -> Summary:
         probes = conn.execute(text("SELECT COUNT(*) FROM probes WHERE run_id = :run"), params)
         crawls = (
             conn.execute(  # through the model, so JSON comes back parsed
-                select(Crawl.id, Crawl.status, Crawl.finish_reason, Crawl.counts)
+                select(
+                    Crawl.id,
+                    Crawl.status,
+                    Crawl.finish_reason,
+                    Crawl.counts,
+                    Crawl.shard,
+                    Crawl.started_at,
+                    Crawl.heartbeat_at,
+                    Crawl.job,
+                    Crawl.node,
+                )
                 .where(Crawl.run_id == run_id)
                 .order_by(Crawl.id)
             )
             .mappings()
             .all()
         )
+    records = [_record(c) for c in crawls]
     return Summary(
         run_id,
         run_name,
-        [dict(c) for c in crawls],
+        [{**c, "state": record_state(r, now, lease)} for c, r in zip(crawls, records, strict=True)],
         [(s, n) for s, n in domains],
         [(o, c, n) for o, c, n in targets],
         probes.scalar_one(),
+        [
+            (label, state, record and record.node, record and record.job)
+            for label, state, record in shards_of_run(records, now, lease)
+        ],
     )
+
+
+def _record(crawl: Any) -> CrawlRecord:
+    return CrawlRecord(**{f.name: crawl[f.name] for f in fields(CrawlRecord)})
+
+
+def render_shards(rows: Iterable[ShardRow]) -> str:
+    """A run's shards, one a line: shard, state, node, scrapyd job."""
+    lines = [f"  {'shard':<8}{'state':<13}{'node':<32}job"]
+    lines += [
+        f"  {label:<8}{state:<13}{node or '-':<32}{job or '-'}" for label, state, node, job in rows
+    ]
+    return "\n".join(lines)
 
 
 def render(summary: Summary) -> str:
     lines = [f"run {summary.run_id} ({summary.run_name})"]
     for crawl in summary.crawls:
         listed = (crawl["counts"] or {}).get("list", {})
+        status, reason = crawl["status"], crawl["finish_reason"] or "running"
+        if crawl["state"] is ShardState.DEAD:
+            status, reason = "dead", "running, without a heartbeat"
         lines.append(
-            f"  crawl {crawl['id']}: {crawl['status']} ({crawl['finish_reason'] or 'running'}); "
+            f"  crawl {crawl['id']}: {status} ({reason}); "
             f"list: {listed.get('entries', '?')} domains, {listed.get('invalid', '?')} invalid, "
             f"{listed.get('duplicates', '?')} duplicate lines"
         )
+    if summary.shards:
+        lines.append(f"\nshards ({len(summary.shards)})")
+        lines.append(render_shards(summary.shards))
     lines.append(f"\ndomains by status ({sum(n for _, n in summary.domains)})")
     lines += [f"  {status:<22}{n:>8}" for status, n in summary.domains]
     total = sum(n for *_, n in summary.targets)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -13,9 +14,22 @@ from pathlib import Path
 
 from testnet.state import STATE_FILE, State
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
+
+
+def import_root() -> str:
+    """The sys.path entry this package was imported from: a checkout, site-packages,
+    or a zipped egg (scrapyd), which is a valid path entry though not a directory."""
+    spec = importlib.util.find_spec("testnet")
+    assert spec is not None and spec.submodule_search_locations
+    return os.path.dirname(os.path.abspath(spec.submodule_search_locations[0]))
+
+
+# The working directory of the children: the checkout or site-packages, as before;
+# None (inherit ours) when the package is zipped.
+IMPORT_ROOT = import_root()
+PROJECT_ROOT: Path | None = Path(IMPORT_ROOT) if os.path.isdir(IMPORT_ROOT) else None
 
 
 def command(*args: str) -> list[str]:
@@ -25,9 +39,7 @@ def command(*args: str) -> list[str]:
 def environment() -> dict[str, str]:
     """The child must import testnet and schema wherever it is started from."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p
-    )
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (IMPORT_ROOT, env.get("PYTHONPATH", "")) if p)
     return env
 
 

@@ -53,7 +53,8 @@ class Command(ScrapyCommand):
                 print(f"no run {opts.run or ''} in {shown(url)}".replace("  ", " "))
                 self.exitcode = 1
                 return
-            print(render(summarize(engine, *found)))
+            lease = self.settings.getfloat("RUN_LEASE")
+            print(render(summarize(engine, *found, lease=lease)))
         except SQLAlchemyError as e:
             reason = " ".join(str(getattr(e, "orig", None) or e).split())
             self._fail(f"cannot read the runs in {shown(url)}: {reason}")
