@@ -12,17 +12,19 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import dns.asyncresolver
 import dns.exception
 import dns.nameserver
+import dns.rdataclass
 import dns.rdatatype
 import dns.resolver
 from scrapy.core.downloader.handlers.base import BaseDownloadHandler
 from scrapy.http import Response
 from scrapy.utils.httpobj import urlparse_cached
 
+from crawler.dnsclient import DnsClient, NxDomain, ServerFailure
 from crawler.mailroute import (
     DomainDns,
     HostDns,
@@ -83,10 +85,26 @@ def build_resolver(settings: BaseSettings) -> dns.asyncresolver.Resolver:
     return resolver
 
 
-# The resolver's exceptions, mapped once to what they mean for a host and a domain.
+def build_client(settings: BaseSettings) -> DnsClient:
+    """The client asking the resolvers that DNS_NAMESERVERS (or the system) names."""
+    resolver = build_resolver(settings)
+    return DnsClient(
+        [_address(ns) for ns in resolver.nameservers],
+        timeout=resolver.timeout,
+        tries=settings.getint("DNS_TRIES"),
+    )
+
+
+def _address(nameserver: Any) -> tuple[str, int]:
+    if isinstance(nameserver, str):  # from /etc/resolv.conf
+        return nameserver, 53
+    return nameserver.address, nameserver.port
+
+
+# The client's exceptions, mapped once to what they mean for a host and a domain.
 _HOST_OUTCOMES: dict[type[Exception], HostDnsOutcome] = {
-    dns.resolver.NXDOMAIN: HostDnsOutcome.NXDOMAIN,
-    dns.resolver.NoNameservers: HostDnsOutcome.SERVFAIL,
+    NxDomain: HostDnsOutcome.NXDOMAIN,
+    ServerFailure: HostDnsOutcome.SERVFAIL,
     dns.exception.Timeout: HostDnsOutcome.TIMEOUT,
 }
 _DOMAIN_STATUS = {
@@ -112,7 +130,7 @@ class DnsDownloadHandler(BaseDownloadHandler):
 
     def __init__(self, crawler: Crawler):
         super().__init__(crawler)
-        self.resolver = build_resolver(crawler.settings)
+        self.client = build_client(crawler.settings)
         self._hosts: dict[str, asyncio.Future[HostDns]] = {}
 
     async def download_request(self, request: Request) -> Response:
@@ -188,7 +206,12 @@ class DnsDownloadHandler(BaseDownloadHandler):
         raise AssertionError("unreachable")
 
     async def _query(self, name: str, rdtype: dns.rdatatype.RdataType) -> dns.resolver.Answer:
-        return await self.resolver.resolve(name, rdtype, search=False, raise_on_no_answer=False)
+        """The answer to one question, CNAMEs followed as a resolver's answer is read."""
+        reply = await self.client.query(name, rdtype)
+        return dns.resolver.Answer(reply.question[0].name, rdtype, dns.rdataclass.IN, reply)
+
+    async def close(self) -> None:
+        self.client.close()
 
 
 def _text(error: Exception) -> str:
