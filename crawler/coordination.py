@@ -38,8 +38,7 @@ from schema.vocab import DomainStatus
 
 logger = logging.getLogger(__name__)
 
-ASK_BATCH = 200  # asks answered in one transaction at most
-ASK_GATHER = 0.005  # seconds an ask waits for others to share its transaction
+ASK_BATCH = 500  # asks answered in one transaction at most
 
 # A domain with these is asked again when its run is resumed: the answer may come now.
 RETRIED_STATUSES = (str(DomainStatus.DNS_TIMEOUT), str(DomainStatus.SERVFAIL))
@@ -99,6 +98,7 @@ class RunCoordinator:
         self._busy: dict[tuple[str, int], asyncio.Future[Any]] = {}  # an ask or release
         self._asks: dict[tuple[str, int], tuple[str, bool, int]] = {}  # not yet sent
         self._flush_call: Any = None
+        self._asking = False  # a batch of asks is in the database thread
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="mxcensus-run")
         self._heartbeat: Any = None
         self._opened: Any = None  # the Deferred of open(), shared by every caller
@@ -199,22 +199,31 @@ class RunCoordinator:
                 busy.set_result(None)
 
     def _schedule_flush(self) -> None:
+        """One batch in flight at a time: asks made meanwhile wait for the next one,
+        so batches grow with the load and an ask on an idle crawl goes at once."""
         from twisted.internet import reactor
 
-        if len(self._asks) >= ASK_BATCH:
-            self._flush_asks()
-        elif self._flush_call is None:
-            self._flush_call = reactor.callLater(ASK_GATHER, self._flush_asks)
+        if self._flush_call is None and not self._asking:
+            self._flush_call = reactor.callLater(0, self._flush_asks)
 
     def _flush_asks(self) -> None:
-        if self._flush_call is not None and self._flush_call.active():
-            self._flush_call.cancel()
         self._flush_call = None
-        asks, self._asks = self._asks, {}
+        asks = dict(list(self._asks.items())[:ASK_BATCH])
+        for key in asks:
+            del self._asks[key]
         if not asks:
             return
+        self._asking = True
+        self.crawler.stats.inc_value("mxcensus/run/claim_batches")
+        self.crawler.stats.inc_value("mxcensus/run/claim_asks", len(asks))
         d = self._in_thread_deferred(self._grant_many, asks)
         d.addCallbacks(self._granted, self._grant_failed, errbackArgs=(asks,))
+        d.addBoth(self._next_batch)
+
+    def _next_batch(self, _: Any) -> None:
+        self._asking = False
+        if self._asks:
+            self._schedule_flush()
 
     def _granted(self, grants: dict[tuple[str, int], Grant]) -> None:
         for key, granted in grants.items():
@@ -351,7 +360,20 @@ class RunCoordinator:
 
     def _claim(self, conn: Connection, keys: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
         """Insert the claims that are absent, take over those of crawls whose lease
-        lapsed; returns the crawl that holds each IP:port now."""
+        lapsed; returns the crawl that holds each IP:port now (0: none could be
+        read, as when another crawl released it between the insert and the look)."""
+        holders: dict[tuple[str, int], int] = {}
+        missing = keys
+        for _ in range(3):  # a claim released meanwhile is free: insert it again
+            holders |= self._claim_once(conn, missing)
+            missing = [key for key in missing if key not in holders]
+            if not missing:
+                break
+        return {key: holders.get(key, 0) for key in keys}
+
+    def _claim_once(
+        self, conn: Connection, keys: list[tuple[str, int]]
+    ) -> dict[tuple[str, int], int]:
         now = _now()
         conn.execute(
             insert_ignore(self.engine, Claim.__table__),

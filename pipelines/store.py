@@ -165,7 +165,9 @@ class StorePipeline:
         if self.engine is None:
             return
         status = CRAWL_STATUS.get(reason, "interrupted" if "closespider" in reason else "failed")
-        if self.lost:
+        # A lost batch, or a request that failed (its targets stay unjudged): the
+        # run is not whole. Run the same command again to finish it.
+        if self.lost or self.crawler.stats.get_value("mxcensus/requests/failed"):
             status = "failed"
         await self.run.close(status, reason, self._counts(spider))
         try:

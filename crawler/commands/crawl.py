@@ -30,3 +30,5 @@ class Command(ScrapyCrawlCommand):
         reason = crawler.stats.get_value("finish_reason") or ""
         if reason not in COMPLETED and not reason.startswith("closespider"):
             self.exitcode = 1
+        if crawler.stats.get_value("mxcensus/requests/failed"):
+            self.exitcode = 1  # targets left unjudged: the crawl is recorded as failed
