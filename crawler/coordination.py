@@ -30,7 +30,7 @@ from twisted.python.threadpool import ThreadPool
 
 from crawler.domainlist import domain_hash
 from crawler.items import StoredProbe
-from pipelines.record import settings_record, versions
+from crawler.record import settings_record, versions
 from schema.db import engine_for, first_line, insert_ignore, retrying
 from schema.migrate import upgrade
 from schema.models import Claim, Crawl, Domain, MxAddress, Probe, Run, Target
@@ -236,9 +236,6 @@ class RunCoordinator:
         for key in asks:
             answer = self._busy.pop(key)
             answer.set_exception(failure.value)
-
-    def holds(self, ip: str, port: int) -> bool:
-        return (ip, port) in self._held
 
     # --- the database thread ---------------------------------------------------
 

@@ -22,7 +22,7 @@ from crawler.items import (
     TargetsItem,
     TargetVerdict,
 )
-from pipelines.record import ca_bundle_path
+from crawler.record import ca_bundle_path
 from pipelines.verify import ChainVerdict, TrustStore, judge_chain, judge_target
 from schema.vocab import Category, Flag, Reason
 

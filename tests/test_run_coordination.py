@@ -15,6 +15,7 @@ import subprocess
 import threading
 import time
 from collections import defaultdict
+from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -301,6 +302,29 @@ def test_a_crawl_that_does_not_fit_the_run_is_refused(net, domains, tmp_path):
 # --- the store under concurrency and faults -------------------------------------------
 
 
+def _run_with_crawls(engine: Engine, name: str, crawls: int) -> tuple[int, list[int]]:
+    """A run and its crawl rows, written straight to a migrated database."""
+    from schema.migrate import upgrade
+
+    upgrade(engine)
+    with engine.begin() as conn:
+        rid = conn.execute(
+            text("INSERT INTO runs (name, created_at) VALUES (:n, CURRENT_TIMESTAMP) RETURNING id"),
+            {"n": name},
+        ).scalar_one()
+        crawl_ids = [
+            conn.execute(
+                text(
+                    "INSERT INTO crawls (run_id, source, started_at, status, versions, settings)"
+                    " VALUES (:r, :n, CURRENT_TIMESTAMP, 'running', '{}', '{}') RETURNING id"
+                ),
+                {"r": rid, "n": name},
+            ).scalar_one()
+            for _ in range(crawls)
+        ]
+    return rid, crawl_ids
+
+
 def _writer(url: str, run_id: int, crawl_id: int) -> StorePipeline:
     project = {k: v for k, v in vars(project_settings).items() if k.isupper()}
     crawler = get_crawler(
@@ -366,24 +390,8 @@ def _batch(rng: random.Random, run_id: int, crawl_id: int, n: int, shared: int, 
 def test_two_writers_racing_on_shared_mx_hosts_lose_nothing(pg_database, spec):
     """The store's own batch writer from two threads, each batch naming the same
     20 MX hosts in a different order (PostgreSQL deadlocked these before)."""
-    from schema.migrate import upgrade
-
     engine = engine_for(pg_database)
-    upgrade(engine)
-    with engine.begin() as conn:
-        rid = conn.execute(
-            text("INSERT INTO runs (name, created_at) VALUES ('race', now()) RETURNING id")
-        ).scalar_one()
-        crawl_ids = [
-            conn.execute(
-                text(
-                    "INSERT INTO crawls (run_id, source, started_at, status, versions, settings)"
-                    " VALUES (:r, 'race', now(), 'running', '{}', '{}') RETURNING id"
-                ),
-                {"r": rid},
-            ).scalar_one()
-            for _ in range(2)
-        ]
+    rid, crawl_ids = _run_with_crawls(engine, "race", 2)
     errors: list[BaseException] = []
     pairs = 20
 
@@ -499,3 +507,118 @@ def test_a_database_that_stays_away_fails_the_crawl(net, domains, pg_server_url)
         with admin.connect() as conn:
             conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _probe_row(run_id: int, crawl_id: int, outcome: str, error: str | None) -> dict[str, Any]:
+    from sqlalchemy import inspect as sa_inspect  # every column, NULL unless given
+
+    from schema.models import Probe
+
+    row: dict[str, Any] = {c.key: None for c in sa_inspect(Probe).columns if c.key != "id"}
+    row.update(
+        run_id=run_id,
+        crawl_id=crawl_id,
+        ip="192.0.2.1",
+        port=25,
+        sni="mx.merge.test",
+        started_at=datetime.now(UTC),
+        attempt_count=1,
+        wire_outcome=outcome,
+        error=error,
+        quit_sent=True,
+        timings={},
+        transcript=[],
+        attempts=[],
+    )
+    return row
+
+
+def _domain_row(run_id: int, crawl_id: int, status: str) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "domain": "merge.test",
+        "crawl_id": crawl_id,
+        "label": None,
+        "weight": None,
+        "line": 1,
+        "status": status,
+        "null_mx": False,
+        "implicit_mx": False,
+        "mx_count": 0,
+        "mx_rrset": [],
+        "dns_detail": None,
+    }
+
+
+def _target_row(run_id: int, sni: str, category: str, flags: str | None) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "mx_host": "mx.merge.test",
+        "ip": "192.0.2.1",
+        "port": 25,
+        "sni": sni,
+        "category": category,
+        "reasons": "hostname_mismatch" if category == "opportunistic" else None,
+        "error": None,
+        "error_stage": None,
+        "flags": flags,
+    }
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+@pytest.mark.parametrize(
+    ("table", "first", "second", "stays"),
+    [
+        ("probes", ("error", "connection_timeout"), ("tls", None), "second"),
+        ("probes", ("tls", None), ("error", "connection_timeout"), "first"),
+        ("probes", ("none", None), ("failure", "starttls_rejected"), "first"),
+        ("domains", "dns_timeout", "ok", "second"),
+        ("domains", "ok", "servfail", "first"),
+        ("domains", "nxdomain", "ok", "first"),
+        (
+            "targets",
+            ("mx.other.test", "opportunistic", None),
+            ("mx.merge.test", "strict", None),
+            "second",
+        ),
+        (
+            "targets",
+            ("mx.merge.test", "strict", None),
+            ("mx.other.test", "opportunistic", None),
+            "first",
+        ),
+        (
+            "targets",
+            ("mx.other.test", "opportunistic", None),
+            ("mx.other.test", "opportunistic", "sni_probes_exhausted"),
+            "second",
+        ),
+    ],
+)
+def test_when_two_crawls_write_one_fact_the_merge_rule_decides(
+    request, tmp_path, backend, table, first, second, stays
+):
+    """Crawl 1 commits a fact, crawl 2 the same fact judged otherwise: an answered
+    probe beats a lesser one (a tie keeps the first), an answer beats a failed
+    lookup, a verdict by the target's own SNI (or flagged past the cap) wins."""
+    from tests.conftest import database_url
+
+    url = database_url(backend, request, tmp_path)
+    engine = engine_for(url)
+    rid, (c1, c2) = _run_with_crawls(engine, f"merge-{table}-{first}-{second}", 2)
+    rows = {
+        "probes": lambda crawl_id, v: _probe_row(rid, crawl_id, *v),
+        "domains": lambda crawl_id, v: _domain_row(rid, crawl_id, v),
+        "targets": lambda crawl_id, v: _target_row(rid, *v),
+    }[table]
+    for crawl_id, value in ((c1, first), (c2, second)):
+        _writer(url, rid, crawl_id)._write({table: [rows(crawl_id, value)]})
+    column = {"probes": "wire_outcome", "domains": "status", "targets": "sni"}[table]
+    with engine.connect() as conn:
+        stored = (
+            conn.execute(text(f"SELECT {column} FROM {table} WHERE run_id = :r"), {"r": rid})
+            .scalars()
+            .all()
+        )
+    want = first if stays == "first" else second
+    assert stored == [want[0] if isinstance(want, tuple) else want]

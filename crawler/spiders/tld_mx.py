@@ -35,6 +35,7 @@ from crawler.domainlist import DomainList, Entry, ListError, domain_hash, parse_
 from crawler.handlers.dns import DnsResponse, build_resolver
 from crawler.handlers.smtp import SmtpResponse, probe_config
 from crawler.items import DomainItem, ProbeItem, StoredProbe, StoredProbesItem, TargetsItem
+from crawler.scheduling import new_run_name
 from crawler.targets import Exclusions, TargetPolicy
 from pipelines.verify import certificate_names, name_matches
 
@@ -143,8 +144,7 @@ class TldMxSpider(scrapy.Spider):
         return spider
 
     def new_run_name(self) -> str:
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        return f"{self.label or 'run'}-{stamp}-{secrets.token_hex(2)}"
+        return new_run_name(self.label, datetime.now(UTC), secrets.token_hex(2))
 
     @staticmethod
     def _is_url(source: str) -> bool:
