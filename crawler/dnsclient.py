@@ -7,6 +7,10 @@ Twisted UDP port, matches replies to queries by id, question and sender, and
 gives the reply message itself to the caller. A truncated reply is asked again
 over TCP. It carries what DNSSEC-aware lookups need: EDNS with the DO bit, and
 the AD and CD flags, as the caller asks.
+
+A query is a few fixed bytes around the name (RFC 1035 §4.1, RFC 6891 §6.1.2), so it
+is written here directly: building a `dns.message.Message` to serialize it cost more
+than parsing the reply. Replies are parsed by dnspython.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import random
+import struct
+from dataclasses import dataclass
 from typing import Any
 
 import dns.asyncquery
@@ -21,11 +27,64 @@ import dns.exception
 import dns.flags
 import dns.message
 import dns.name
+import dns.opcode
 import dns.rcode
+import dns.rdataclass
 import dns.rdatatype
 from twisted.internet.protocol import DatagramProtocol
 
 EDNS_PAYLOAD = 1232  # bytes: the DNS flag day 2020 size, no IP fragmentation
+_DO = 0x8000  # the DNSSEC OK bit, in the OPT record's TTL field (RFC 3225)
+# Rcodes whose reply may leave the question out (as dnspython's is_response allows).
+_BARE_RCODES = {dns.rcode.FORMERR, dns.rcode.SERVFAIL, dns.rcode.NOTIMP, dns.rcode.REFUSED}
+
+
+@dataclass(frozen=True)
+class Question:
+    """One question with its header flags and EDNS options."""
+
+    name: dns.name.Name
+    rdtype: dns.rdatatype.RdataType
+    want_dnssec: bool = False
+    checking_disabled: bool = False
+
+    def wire(self, qid: int) -> bytes:
+        """The query: header (RD, CD if asked; one question, one additional), the
+        question, and an OPT record (UDP payload size, DO if asked)."""
+        flags = dns.flags.RD | (dns.flags.CD if self.checking_disabled else 0)
+        header = struct.pack("!6H", qid, flags, 1, 0, 0, 1)
+        question = self.name.to_wire() + struct.pack("!2H", self.rdtype, dns.rdataclass.IN)
+        ttl = _DO if self.want_dnssec else 0
+        opt = struct.pack("!BHHIH", 0, dns.rdatatype.OPT, EDNS_PAYLOAD, ttl, 0)
+        return header + question + opt
+
+    def message(self) -> dns.message.Message:
+        """The same query as a dnspython message (for the TCP fallback)."""
+        query = dns.message.make_query(
+            self.name,
+            self.rdtype,
+            use_edns=0,
+            payload=EDNS_PAYLOAD,
+            want_dnssec=self.want_dnssec,
+        )
+        if self.checking_disabled:
+            query.flags |= dns.flags.CD
+        return query
+
+    def answered_by(self, reply: dns.message.Message) -> bool:
+        """Is `reply` a response to this question (the id is matched already)?"""
+        if not reply.flags & dns.flags.QR or reply.opcode() != dns.opcode.QUERY:
+            return False
+        if not reply.question:
+            return reply.rcode() in _BARE_RCODES
+        if len(reply.question) != 1:
+            return False
+        asked = reply.question[0]
+        return (
+            asked.name == self.name
+            and asked.rdtype == self.rdtype
+            and asked.rdclass == dns.rdataclass.IN
+        )
 
 
 class NxDomain(Exception):
@@ -52,7 +111,9 @@ class DnsClient:
         self.timeout = timeout
         self.tries = tries
         self._ports: dict[int, Any] = {}  # address family -> listening UDP port
-        self._pending: dict[int, tuple[asyncio.Future[dns.message.Message], Any, Any]] = {}
+        self._pending: dict[int, tuple[asyncio.Future[dns.message.Message], Question, Any]] = {}
+        # Every spelling a reply's sender address may take, for a quick look-up.
+        self._senders = {(ip, port) for ip, port in self.servers}
 
     async def query(
         self,
@@ -63,22 +124,15 @@ class DnsClient:
     ) -> dns.message.Message:
         """The resolver's reply to one question: NOERROR (with or without an
         answer); raises NxDomain, ServerFailure or dns.exception.Timeout."""
-        query = dns.message.make_query(
-            dns.name.from_text(name),
-            rdtype,
-            use_edns=0,
-            payload=EDNS_PAYLOAD,
-            want_dnssec=want_dnssec,
-        )
-        if checking_disabled:
-            query.flags |= dns.flags.CD
+        question = Question(dns.name.from_text(name), rdtype, want_dnssec, checking_disabled)
         for attempt in range(self.tries):
             server = self.servers[attempt % len(self.servers)]
             try:
-                reply = await self._ask(query, server)
+                reply = await self._ask(question, server)
             except dns.exception.Timeout:
                 continue
             if reply.flags & dns.flags.TC:
+                query = question.message()
                 reply = await dns.asyncquery.tcp(query, server[0], self.timeout, server[1])
             return _checked(reply)
         raise dns.exception.Timeout(timeout=self.timeout * self.tries)
@@ -92,27 +146,25 @@ class DnsClient:
             future.cancel()
         self._pending.clear()
 
-    async def _ask(
-        self, query: dns.message.Message, server: tuple[str, int]
-    ) -> dns.message.Message:
+    async def _ask(self, question: Question, server: tuple[str, int]) -> dns.message.Message:
         from twisted.internet import reactor
 
-        query.id = self._free_id()
+        qid = self._free_id()
         future = asyncio.get_running_loop().create_future()
-        timer = reactor.callLater(self.timeout, self._expire, query.id)
-        self._pending[query.id] = (future, query, timer)
-        self._port_for(server[0]).write(query.to_wire(), server)
+        timer = reactor.callLater(self.timeout, self._expire, qid)
+        self._pending[qid] = (future, question, timer)
+        self._port_for(server[0]).write(question.wire(qid), server)
         try:
             return await future
         finally:
-            self._pending.pop(query.id, None)
+            self._pending.pop(qid, None)
             if timer.active():
                 timer.cancel()
 
     def _port_for(self, ip: str) -> Any:
         from twisted.internet import reactor
 
-        family = ipaddress.ip_address(ip).version
+        family = 6 if ":" in ip else 4
         port = self._ports.get(family)
         if port is None:
             interface = "::" if family == 6 else "0.0.0.0"
@@ -135,18 +187,21 @@ class DnsClient:
         entry = self._pending.get(int.from_bytes(data[:2], "big"))
         if entry is None or entry[0].done():
             return  # late, or not ours
-        future, query, _ = entry
+        future, question, _ = entry
+        if not self._from_server(addr):
+            return
         try:
             reply = dns.message.from_wire(data)
         except dns.exception.DNSException:
             return  # garbage: the timeout will tell
-        if not query.is_response(reply) or not self._from_server(addr):
-            return
-        future.set_result(reply)
+        if question.answered_by(reply):
+            future.set_result(reply)
 
     def _from_server(self, addr: Any) -> bool:
-        ip = str(ipaddress.ip_address(addr[0].split("%")[0]))
-        return (ip, addr[1]) in self.servers
+        if (addr[0], addr[1]) in self._senders:
+            return True
+        ip = str(ipaddress.ip_address(addr[0].split("%")[0]))  # another spelling of IPv6
+        return (ip, addr[1]) in self._senders
 
 
 def _checked(reply: dns.message.Message) -> dns.message.Message:

@@ -11,6 +11,7 @@ from crawler.domainlist import normalize_domain
 from schema.vocab import SkipReason
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+ADDRESS_CACHE = 65536  # addresses whose verdict is kept (the cache restarts when full)
 
 
 @dataclass(frozen=True)
@@ -36,11 +37,15 @@ class Exclusions:
         return cls(frozenset(domains), tuple(networks))
 
     def excludes_domain(self, domain: str) -> bool:
+        if not self.domains:
+            return False
         labels = domain.split(".")
         return any(".".join(labels[i:]) in self.domains for i in range(len(labels)))
 
     def excludes_ip(self, ip: str) -> bool:
-        address = ipaddress.ip_address(ip)
+        return self.excludes_address(ipaddress.ip_address(ip))
+
+    def excludes_address(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         return any(address in net for net in self.networks)
 
 
@@ -64,12 +69,25 @@ class TargetPolicy:
     def __post_init__(self) -> None:
         if self.ipv6 not in ("auto", "on", "off"):
             raise ValueError(f"SMTP_IPV6 must be auto, on or off, not {self.ipv6!r}")
+        # A hoster's address comes back with every customer: judge it once.
+        self._by_address: dict[str, SkipReason | None] = {}
 
     def skip_reason(self, ip: str, mx_host: str = "") -> SkipReason | None:
         """Why this target must not be probed, or None to probe it. An MX host
         under an excluded domain is excluded whichever domain names it."""
+        if self.exclusions.excludes_domain(mx_host):
+            return SkipReason.EXCLUDED
+        try:
+            return self._by_address[ip]
+        except KeyError:
+            if len(self._by_address) >= ADDRESS_CACHE:
+                self._by_address.clear()
+            reason = self._by_address[ip] = self._address_reason(ip)
+            return reason
+
+    def _address_reason(self, ip: str) -> SkipReason | None:
         address = ipaddress.ip_address(ip)
-        if self.exclusions.excludes_ip(ip) or self.exclusions.excludes_domain(mx_host):
+        if self.exclusions.excludes_address(address):
             return SkipReason.EXCLUDED
         if not address.is_global and not self.allow_nonpublic:
             return SkipReason.NON_PUBLIC_ADDRESS

@@ -11,13 +11,14 @@ from collections.abc import Callable, Iterator
 import dns.exception
 import dns.flags
 import dns.message
+import dns.name
 import dns.rdatatype
 import dns.rrset
 import pytest
 from scrapy.utils.defer import deferred_from_coro
 from twisted.internet.protocol import DatagramProtocol
 
-from crawler.dnsclient import DnsClient, NxDomain, ServerFailure
+from crawler.dnsclient import DnsClient, NxDomain, Question, ServerFailure
 from tests.reactor import wait
 
 Script = Callable[[dns.message.Message, int], list[bytes]]  # query, n-th -> datagrams
@@ -188,3 +189,34 @@ def test_a_truncated_reply_is_asked_again_over_tcp(reactor, serve):
         udp_port.stopListening()
         tcp.close()
     assert len(reply.answer[0]) == 39
+
+
+@pytest.mark.parametrize("want_dnssec", [False, True])
+@pytest.mark.parametrize("checking_disabled", [False, True])
+def test_queries_are_the_bytes_dnspython_would_send(want_dnssec, checking_disabled):
+    """The hand-written query is byte for byte dnspython's: RD, EDNS0 with a 1232-byte
+    payload, DO and CD as asked."""
+    question = Question(
+        dns.name.from_text("Mx.Example.test"), dns.rdatatype.AAAA, want_dnssec, checking_disabled
+    )
+    expected = question.message()
+    expected.id = 4242
+    assert question.wire(4242) == expected.to_wire()
+    parsed = dns.message.from_wire(question.wire(7))
+    assert parsed.edns == 0 and parsed.payload == 1232
+    assert bool(parsed.ednsflags & dns.flags.DO) == want_dnssec
+    assert bool(parsed.flags & dns.flags.CD) == checking_disabled
+
+
+def test_a_reply_to_another_type_or_class_is_not_taken(reactor, serve):
+    """Same id and name, another type; then the same with class CH: both ignored, and
+    with nothing else coming the query times out."""
+
+    def script(q: dns.message.Message, n: int) -> list[bytes]:
+        other_type = dns.message.make_query(q.question[0].name, "MX", id=q.id)
+        other_class = dns.message.make_query(q.question[0].name, "A", "CH", id=q.id)
+        return [dns.message.make_response(m).to_wire() for m in (other_type, other_class)]
+
+    _, port = serve(script)
+    with pytest.raises(dns.exception.Timeout):
+        ask(reactor, DnsClient([("127.0.0.1", port)], timeout=0.3, tries=1))
