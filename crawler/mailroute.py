@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from schema.vocab import DomainStatus, HostDnsOutcome
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HostDns:
     """The addresses of one MX host, resolved once per run."""
 

@@ -27,7 +27,7 @@ from pipelines.verify import ChainVerdict, TrustStore, judge_chain, judge_target
 from schema.vocab import Category, Flag, Reason
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Judged:
     """What a probe contributes to its targets' verdicts (kept per IP for the run)."""
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from datetime import UTC, datetime
 from typing import Any
 
@@ -60,7 +59,7 @@ def domain_rows(item: DomainItem, run_id: int, crawl_id: int) -> Rows:
             "run_id": run_id,
             "mx_host": h.name,
             "ip": ip,
-            "family": ipaddress.ip_address(ip).version,
+            "family": 6 if ":" in ip else 4,
             "skip_reason": skipped.get((h.name, ip)),
         }
         for h in dns.hosts

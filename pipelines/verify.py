@@ -22,6 +22,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import idna
@@ -117,7 +118,7 @@ class TrustStore:
         return store
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ChainVerdict:
     """What a chain as sent says, whatever MX name reached it."""
 
@@ -305,6 +306,7 @@ def _leaf_facts(der: bytes, leaf: crypto.X509) -> tuple[_Leaf, list[str]]:
     return _Leaf(key_type, key_bits, *dates, names, has_san), errors
 
 
+@lru_cache(maxsize=4096)  # a hoster's certificate comes back from each of its IPs
 def certificate_names(der: bytes) -> tuple[str, ...]:
     """The names a leaf presents for matching (SAN dNSNames, else its CNs); () when
     unreadable. The spider uses it to decide whether an MX name needs its own SNI probe."""

@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 PROBE_PRIORITY = 10  # probes of known MX hosts go before new domains
 
 
-@dataclass
+@dataclass(slots=True)
 class _IpProbes:
     """One IP's probes in the run: the SNI names used (first = first probe),
     the MX names that reached it in this crawl, and the names on its first
