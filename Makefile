@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: all venv test lint demo report bench-report clean
+.PHONY: all venv test lint demo report bench-report bench clean
 
 all: test
 
@@ -31,6 +31,11 @@ report: venv
 
 bench-report: venv
 	$(PY) -m benchmarks.report_100k
+
+# The crawl against a bare client at 10^3, 10^4, 10^5 domains (issue 9); e.g.
+# `make bench BENCH_ARGS="--sizes 1000 --delay 0,50 --postgresql --openssl 200"`, `--huge` adds 10^6.
+bench: venv
+	$(PY) -m benchmarks.bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .demo report build *.egg-info

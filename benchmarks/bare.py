@@ -594,8 +594,20 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "wall_seconds": round(wall, 3),
         "cpu_seconds": round(cpu, 3),
         "cpu_ms_per_probe": round(1000 * cpu / stats.probes, 3) if stats.probes else None,
-        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),  # ru_maxrss is KiB on Linux
+        "peak_rss_mb": peak_rss_mb(usage.ru_maxrss),
     }
+
+
+def peak_rss_mb(maxrss_kib: int) -> float:
+    """This process's own peak (VmHWM): ru_maxrss also counts the parent it was forked
+    from, before the exec."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return round(maxrss_kib / 1024, 1)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,68 +27,44 @@ beside each measurement, and --repeat alternates the two crawls to compare them 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
-import platform
 import shutil
-import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
-from typing import IO, Any
-
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
+from typing import Any
 
 from benchmarks import world
+from benchmarks.machine import (
+    Process,
+    count_rows,
+    cpu_seconds,
+    machine,
+    machine_busy_seconds,
+    scratch_database,
+    start_crawl,
+    upgrade_schema,
+    wait_all,
+)
 from demo.check import compare
-from demo.scan import ROOT, crawl_command, environment, scanner_settings
+from demo.scan import ROOT, scanner_settings
 from schema.db import engine_for
 from testnet import running
 from testnet.spec import Spec, load
 from testnet.state import State
 
 RESULTS = Path(__file__).resolve().parent / "results"
-PG_URL = os.environ.get("MXCENSUS_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 CONCURRENCY = 500
 OVERLAP_SLACK = 0.05  # seconds
 LOG_SETTLE = 1.0  # seconds for the servers to log the last closes
-CRAWL_TIMEOUT = 1800.0  # seconds: a crawl still running then is killed and reported
-POLL = 0.02  # seconds between checks for exited crawls
 MODES = (("1-process", 1), ("2-shards", 2))  # (name, processes)
-PACKAGES = (
-    "mxcensus",
-    "Scrapy",
-    "Twisted",
-    "pyOpenSSL",
-    "cryptography",
-    "dnspython",
-    "SQLAlchemy",
-    "alembic",
-    "psycopg2-binary",
-)
-
-
-@dataclass(frozen=True)
-class Process:
-    """One crawl process, from its own rusage (wait4)."""
-
-    args: str  # the -a arguments that differ between processes
-    exit_code: int
-    wall_s: float
-    user_s: float
-    sys_s: float
-    max_rss_mb: float
 
 
 @dataclass(frozen=True)
@@ -146,123 +122,6 @@ class Measurement:
             "declarations_match": not self.problems,
             "polite": bool(self.politeness and self.politeness.ok),
         }
-
-
-# ---------------------------------------------------------------------------------------
-# Databases
-
-
-@contextmanager
-def scratch_database(kind: str, workdir: Path, mode: str) -> Iterator[str]:
-    """A fresh database URL for one measurement; a PostgreSQL one is dropped afterwards."""
-    if kind == "sqlite":
-        path = workdir / f"{mode}.sqlite"
-        for stale in workdir.glob(f"{mode}.sqlite*"):
-            stale.unlink()
-        yield f"sqlite:///{path}"
-        return
-    name = f"mxcensus_bench_{os.getpid()}_{mode}"
-    admin = engine_for(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-def count_rows(url: str, run_name: str) -> tuple[int, int, int, list[str]]:
-    """(run id, probes, domains, crawl statuses) of the run named `run_name`."""
-    engine = engine_for(url)
-    try:
-        with engine.connect() as conn:
-            run_id = conn.execute(
-                text("SELECT id FROM runs WHERE name = :n"), {"n": run_name}
-            ).scalar_one()
-            probes = conn.execute(
-                text("SELECT COUNT(*) FROM probes WHERE run_id = :r"), {"r": run_id}
-            ).scalar_one()
-            domains = conn.execute(
-                text("SELECT COUNT(*) FROM domains WHERE run_id = :r"), {"r": run_id}
-            ).scalar_one()
-            statuses = conn.execute(
-                text("SELECT status FROM crawls WHERE run_id = :r ORDER BY id"), {"r": run_id}
-            ).scalars()
-            return run_id, probes, domains, list(statuses)
-    finally:
-        engine.dispose()
-
-
-# ---------------------------------------------------------------------------------------
-# Processes
-
-
-def machine_busy_seconds() -> float:
-    """Busy time of all CPUs since boot (/proc/stat): who else used the machine shows here."""
-    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = ticks[3] + ticks[4]  # idle, iowait
-    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """user + sys of a running process (the test network), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def upgrade_schema(url: str) -> None:
-    """`scrapy db upgrade`: the schema made ahead of time, as before starting scrapyd jobs."""
-    subprocess.run(
-        [sys.executable, "-m", "scrapy", "db", "upgrade", "-s", f"DATABASE_URL={url}"],
-        cwd=ROOT,
-        env=environment(),
-        capture_output=True,
-        check=True,
-    )
-
-
-def start_crawl(
-    domains: Path, settings: Mapping[str, str], args: Sequence[str], log: IO[bytes]
-) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        crawl_command(domains, settings, *args),
-        cwd=ROOT,
-        env=environment(),
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-
-
-def wait_all(
-    children: Sequence[tuple[subprocess.Popen[bytes], str]], started: float
-) -> list[Process]:
-    """Reap each child with wait4 (its own rusage), noting when it ended."""
-    done: dict[int, Process] = {}
-    deadline = started + CRAWL_TIMEOUT
-    while len(done) < len(children):
-        for child, args in children:
-            if child.pid in done:
-                continue
-            if time.monotonic() > deadline:
-                child.kill()
-            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
-            if pid == 0:
-                continue
-            child.returncode = os.waitstatus_to_exitcode(status)
-            done[pid] = Process(
-                args=args,
-                exit_code=child.returncode,
-                wall_s=round(time.monotonic() - started, 2),
-                user_s=round(usage.ru_utime, 2),
-                sys_s=round(usage.ru_stime, 2),
-                max_rss_mb=round(usage.ru_maxrss / 1024, 1),  # KiB on Linux
-            )
-        time.sleep(POLL)
-    return [done[child.pid] for child, _ in children]
 
 
 # ---------------------------------------------------------------------------------------
@@ -400,61 +259,6 @@ def judge(bench: Bench, result: Measurement, url: str, run_name: str) -> None:
 # Report
 
 
-def machine(database: str) -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "nproc": os.cpu_count(),
-        "cpu_model": _cpu_model(),
-        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "packages": {name: _version(name) for name in PACKAGES},
-        "sqlite": sqlite3.sqlite_version,
-        "git": _git_revision(),
-        "source_sha256": source_digest(),
-    }
-    if database == "postgresql":
-        engine = engine_for(PG_URL)
-        with engine.connect() as conn:
-            info["postgresql"] = conn.execute(text("SHOW server_version")).scalar_one()
-        engine.dispose()
-    return info
-
-
-def source_digest() -> str:
-    """The crawler's code as measured (others may be editing it between runs)."""
-    digest = hashlib.sha256()
-    for package in ("crawler", "pipelines", "schema"):
-        for path in sorted((ROOT / package).rglob("*.py")):
-            digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def _cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
-def _version(name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def _git_revision() -> str | None:
-    def git(*args: str) -> str:
-        out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
-        return out.stdout.strip()
-
-    revision = git("rev-parse", "--short", "HEAD")
-    if not revision:
-        return None
-    dirty = git("status", "--porcelain", "--untracked-files=no")
-    return revision + ("+uncommitted" if dirty else "")
-
-
 HEADER = (
     "| database | crawl | wall s | probes | probes/s | domains/s | scanner CPU s | CPU ms/probe"
     " | peak RSS MB per process | testnet CPU s | machine CPU s | load before | declarations"
@@ -519,7 +323,7 @@ def save(config: dict[str, Any], measurements: list[Measurement]) -> Path:
             "when": datetime.now(UTC).isoformat(timespec="seconds"),
             "command": " ".join(["python -m benchmarks.shards", *sys.argv[1:]]),
             "database": measurements[0].database,
-            "machine": machine(measurements[0].database),
+            "machine": machine(measurements[0].database == "postgresql"),
             "config": config,
             "measurements": [{**asdict(m), **m.summary()} for m in measurements],
         }

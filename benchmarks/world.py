@@ -19,7 +19,20 @@ The real spec declares its expectations by hand; here they are derived from what
 generated, one expectation per setup (`SETUPS`). Each IP is reached through one MX name
 only, so a crawl probes each IP once (no SNI re-probes). Deterministic given --seed.
 
+Big worlds (more than DISPATCH_ABOVE servers: 10^5 domains have ~44,000, 10^6 ~440,000,
+and this machine allows 20,000 open files) are served in the test network's dispatch mode
+(`[network] dispatch = true`): one wildcard socket for every IPv4 address. A wildcard
+listener accepts connections to every address, so a dead server cannot refuse; there it
+accepts and closes at once (a FIN), and is declared as the crawler records a close before
+the greeting: error, connection_closed, stage banner (DESIGN.md's table). Not an abort:
+a reset can arrive before the client has seen its connect complete, and then the crawler
+reads it as a failed connect (SO_ERROR ECONNRESET), which is a race, not a declaration.
+
+A spec written with a `.json` suffix is JSON (the testnet reads it ~10x faster than TOML;
+the header goes in `comment`).
+
     python -m benchmarks.world --domains 2000 --out world.toml [--seed 1] [--no-ipv6]
+        [--dispatch | --no-dispatch]
 """
 
 from __future__ import annotations
@@ -55,6 +68,9 @@ SETUPS: dict[str, dict[str, Any]] = {
     },
     "refused": {"category": "error", "error": "connection_refused", "error_stage": "connect"},
 }
+# In dispatch mode a dead address accepts and closes at once (see the module docstring).
+DEAD_IN_DISPATCH = {"category": "error", "error": "connection_closed", "error_stage": "banner"}
+DISPATCH_ABOVE = 10_000  # servers: more need the testnet's dispatch mode (file descriptors)
 # (setup, weight): shared providers are mostly well run; the long tail less so.
 SHARED_MIX = (
     ("strict", 80),
@@ -124,6 +140,11 @@ class World:
     seed: int
     domains: list[Domain]
     providers: list[Provider]
+    dispatch: bool = False
+
+    @property
+    def servers(self) -> int:
+        return sum(len(mx.ips) for p in self.providers for mx in p.mx)
 
 
 def pick(rng: random.Random, weighted: Sequence[tuple[Any, int]]) -> Any:
@@ -165,8 +186,8 @@ def make_provider(
     return provider
 
 
-def build(count: int, seed: int = 1, ipv6: bool = True) -> World:
-    """A world of `count` listed domains."""
+def build(count: int, seed: int = 1, ipv6: bool = True, dispatch: bool | None = None) -> World:
+    """A world of `count` listed domains; `dispatch` None: when it has many servers."""
     rng = random.Random(seed)
     width = len(str(count))
     domains = [Domain(f"org{i:0{width}d}.{ZONE}", pick(rng, STATUS_MIX)) for i in range(count)]
@@ -193,7 +214,9 @@ def build(count: int, seed: int = 1, ipv6: bool = True) -> World:
         domain.provider.customers.append(domain.name)
     if ipv6 and providers:
         providers[0].mx[0].ips.append(IPV6)
-    return World(seed=seed, domains=domains, providers=providers)
+    world = World(seed=seed, domains=domains, providers=providers)
+    world.dispatch = world.servers > DISPATCH_ABOVE if dispatch is None else dispatch
+    return world
 
 
 # ---------------------------------------------------------------------------------------
@@ -222,6 +245,10 @@ def table(header: str, entries: dict[str, Any]) -> str:
 
 
 def domain_table(domain: Domain) -> str:
+    return table(f'domains."{domain.name}"', domain_entries(domain))
+
+
+def domain_entries(domain: Domain) -> dict[str, Any]:
     entries: dict[str, Any] = {}
     if domain.status == "nxdomain":
         entries["dns"] = "nxdomain"
@@ -231,10 +258,14 @@ def domain_table(domain: Domain) -> str:
         assert domain.provider is not None
         entries["mx"] = [f"{10 * j} {mx.name}" for j, mx in enumerate(domain.provider.mx, 1)]
     entries["status"] = domain.status
-    return table(f'domains."{domain.name}"', entries)
+    return entries
 
 
 def cert_table(provider: Provider) -> str:
+    return table(f"certs.{provider.label}", cert_entries(provider))
+
+
+def cert_entries(provider: Provider) -> dict[str, Any]:
     names = [mx.name for mx in provider.mx]
     entries: dict[str, Any]
     if provider.setup == "self_signed":
@@ -244,15 +275,23 @@ def cert_table(provider: Provider) -> str:
         entries = {"issuer": "intermediate", "names": [f"mail.{provider.label}-hosting.example"]}
     else:
         entries = {"issuer": "intermediate", "names": names}
-    return table(f"certs.{provider.label}", entries)
+    return entries
 
 
-def server_tables(provider: Provider) -> Iterator[str]:
-    expect = SETUPS[provider.setup]
+def server_tables(provider: Provider, dispatch: bool = False) -> Iterator[str]:
+    for name, entries in server_entries(provider, dispatch):
+        yield table(f"servers.{name}", entries)
+
+
+def server_entries(provider: Provider, dispatch: bool = False) -> Iterator[tuple[str, Any]]:
+    dead_closes = dispatch and provider.setup == "refused"
+    expect = DEAD_IN_DISPATCH if dead_closes else SETUPS[provider.setup]
     for j, mx in enumerate(provider.mx, 1):
         for a, ip in enumerate(mx.ips, 1):
             entries: dict[str, Any] = {"ip": ip}
-            if provider.setup == "refused":
+            if dead_closes:
+                entries["script"] = ["close"]
+            elif provider.setup == "refused":
                 entries["kind"] = "refused"
             else:
                 entries["hostname"] = mx.name
@@ -263,7 +302,7 @@ def server_tables(provider: Provider) -> Iterator[str]:
             elif provider.setup == "starttls_rejected":
                 entries.update(starttls=True, on_starttls="reject", starttls_code=454)
             entries["expect"] = expect
-            yield table(f"servers.{provider.label}-mx{j}-{a}", entries)
+            yield f"{provider.label}-mx{j}-{a}", entries
 
 
 def header(world: World) -> str:
@@ -281,6 +320,8 @@ def header(world: World) -> str:
         f" by setup: {_counts(setups)}",
         f"servers (one per address): {sum(servers.values())} ({_counts(servers)})",
     ]
+    if world.dispatch:
+        lines.append("dispatch mode: one SMTP socket; dead addresses accept and close")
     return "".join(f"# {line}\n" for line in lines)
 
 
@@ -288,13 +329,21 @@ def _counts(counter: Counter[str]) -> str:
     return ", ".join(f"{k} {v}" for k, v in counter.most_common())
 
 
+def network(world: World) -> dict[str, Any]:
+    return {"dns": DNS_IP, "zone": ZONE, "dispatch": world.dispatch}
+
+
+def duplicate_lines(world: World) -> list[str]:
+    ok = [d for d in world.domains if d.status == "ok"]
+    return [d.name.upper() for d in ok[:2]] + [f"{d.name}." for d in ok[2:3]]
+
+
 def render(world: World) -> str:
     """The whole spec as TOML text."""
-    ok = [d for d in world.domains if d.status == "ok"]
-    duplicates = [d.name.upper() for d in ok[:2]] + [f"{d.name}." for d in ok[2:3]]
+    duplicates = duplicate_lines(world)
     parts = [
         header(world),
-        table("network", {"dns": DNS_IP, "zone": ZONE}),
+        table("network", network(world)),
         table("scanner", SCANNER),
         table("list", {"invalid": list(INVALID_LINES), "duplicates": duplicates}),
         table("certs.root", {"ca": True, "trusted": True, "cn": "mxcensus bench root CA"}),
@@ -308,8 +357,29 @@ def render(world: World) -> str:
         parts += [table(f'hosts."{mx.name}"', _address_records(mx)) for mx in provider.mx]
         if provider.setup in ("strict", "mismatch", "self_signed"):
             parts.append(cert_table(provider))
-        parts += list(server_tables(provider))
+        parts += list(server_tables(provider, world.dispatch))
     return "\n".join(parts)
+
+
+def render_json(world: World) -> str:
+    """The same spec as JSON: TOML tables turned into nested objects."""
+    data: dict[str, Any] = {"comment": header(world).splitlines()}
+    data["network"] = network(world)
+    data["scanner"] = SCANNER
+    data["list"] = {"invalid": list(INVALID_LINES), "duplicates": duplicate_lines(world)}
+    data["certs"] = {
+        "root": {"ca": True, "trusted": True, "cn": "mxcensus bench root CA"},
+        "intermediate": {"ca": True, "issuer": "root", "cn": "mxcensus bench intermediate CA"},
+    }
+    data["domains"] = {d.name: domain_entries(d) for d in world.domains}
+    data["hosts"], data["servers"] = {}, {}
+    for provider in world.providers:
+        for mx in provider.mx:
+            data["hosts"][mx.name] = _address_records(mx)
+        if provider.setup in ("strict", "mismatch", "self_signed"):
+            data["certs"][provider.label] = cert_entries(provider)
+        data["servers"].update(server_entries(provider, world.dispatch))
+    return json.dumps(data, separators=(",", ":"))
 
 
 def _address_records(mx: MxHost) -> dict[str, list[str]]:
@@ -318,11 +388,14 @@ def _address_records(mx: MxHost) -> dict[str, list[str]]:
     return {**records, "aaaa": aaaa} if aaaa else records
 
 
-def write(count: int, out: Path, seed: int = 1, ipv6: bool = True) -> World:
-    """Generate and write the spec; return the world it describes."""
-    world = build(count, seed, ipv6)
+def write(
+    count: int, out: Path, seed: int = 1, ipv6: bool = True, dispatch: bool | None = None
+) -> World:
+    """Generate and write the spec (JSON if `out` ends in .json); return its world."""
+    world = build(count, seed, ipv6, dispatch)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(world), encoding="utf-8")
+    text = render_json(world) if out.suffix == ".json" else render(world)
+    out.write_text(text, encoding="utf-8")
     return world
 
 
@@ -332,10 +405,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="the spec to write (TOML)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--no-ipv6", action="store_true", help="no AAAA record (::1)")
+    parser.add_argument(
+        "--dispatch",
+        action=argparse.BooleanOptionalAction,
+        help=f"serve from one wildcard socket (default: above {DISPATCH_ABOVE} servers)",
+    )
     args = parser.parse_args(argv)
     if args.domains < 1:
         parser.error("--domains must be at least 1")
-    world = write(args.domains, args.out, args.seed, not args.no_ipv6)
+    world = write(args.domains, args.out, args.seed, not args.no_ipv6, args.dispatch)
     print(header(world), end="")
     print(f"written to {args.out}")
     return 0

@@ -22,6 +22,17 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--smtp-port", type=int, help="one port for every SMTP address")
     up.add_argument("--dns-port", type=int, help="UDP and TCP port of the DNS server")
     up.add_argument("--detach", action="store_true", help="run in the background")
+    up.add_argument(
+        "--reply-delay-ms",
+        type=float,
+        help="delay every DNS answer and SMTP reply (overrides [network] reply_delay_ms)",
+    )
+    up.add_argument(
+        "--start-timeout",
+        type=float,
+        default=control.START_TIMEOUT,
+        help="with --detach: seconds to wait for the network to listen",
+    )
 
     down = commands.add_parser("down", help="stop the network started with --state DIR")
     down.add_argument("--state", type=Path, required=True)
@@ -45,10 +56,20 @@ def cmd_up(args: argparse.Namespace) -> int:
         if port is not None and not 1024 < port < 65536:
             print("testnet: ports must be in 1025..65535 (no root needed)", file=sys.stderr)
             return 2
+    if args.reply_delay_ms is not None and not 0 <= args.reply_delay_ms <= 60_000:
+        print("testnet: --reply-delay-ms must be in 0..60000", file=sys.stderr)
+        return 2
     spec = load(args.spec)  # validate before forking, so errors reach the caller
     if args.detach:
         try:
-            state = control.up_detached(spec.source, args.state, args.smtp_port, args.dns_port)
+            state = control.up_detached(
+                spec.source,
+                args.state,
+                args.smtp_port,
+                args.dns_port,
+                args.start_timeout,
+                args.reply_delay_ms,
+            )
         except RuntimeError as e:
             print(f"testnet: {e}", file=sys.stderr)
             return 1
@@ -57,7 +78,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from testnet.network import serve  # imports the reactor: only in the serving process
 
     try:
-        serve(spec, args.state.resolve(), args.smtp_port, args.dns_port)
+        serve(spec, args.state.resolve(), args.smtp_port, args.dns_port, args.reply_delay_ms)
     except Exception as e:  # a bad certificate, a taken port: say what, briefly
         print(f"testnet: startup failed: {type(e).__name__}: {e}", file=sys.stderr)
         return 1

@@ -49,6 +49,7 @@ def up_detached(
     smtp_port: int | None = None,
     dns_port: int | None = None,
     timeout: float = START_TIMEOUT,
+    reply_delay_ms: float | None = None,
 ) -> State:
     """Start `up` in a new session (output to DIR/testnet.log); return once state.json
     names it. Raise RuntimeError with the log's tail if it dies or does not come up."""
@@ -60,6 +61,8 @@ def up_detached(
         args += ["--smtp-port", str(smtp_port)]
     if dns_port:
         args += ["--dns-port", str(dns_port)]
+    if reply_delay_ms is not None:
+        args += ["--reply-delay-ms", str(reply_delay_ms)]
     log_path = state_dir / "testnet.log"
     with log_path.open("wb") as output:
         child = subprocess.Popen(
@@ -107,21 +110,25 @@ def down(state_dir: str | Path, timeout: float = STOP_TIMEOUT) -> bool:
 
 
 @contextmanager
-def running(spec_path: str | Path, state_dir: str | Path) -> Iterator[State]:
-    """`python -m testnet up SPEC --state DIR --detach`, yield its State, always stop it."""
+def running(
+    spec_path: str | Path,
+    state_dir: str | Path,
+    reply_delay_ms: float | None = None,
+    start_timeout: float = START_TIMEOUT,
+) -> Iterator[State]:
+    """`python -m testnet up SPEC --state DIR --detach`, yield its State, always stop it.
+    A big world (10^5-10^6 domains) needs a longer `start_timeout` (its PKI, its spec)."""
+    args = ["up", str(Path(spec_path).resolve()), "--state", str(Path(state_dir).resolve())]
+    if reply_delay_ms is not None:
+        args += ["--reply-delay-ms", str(reply_delay_ms)]
+    args += ["--detach", "--start-timeout", str(start_timeout)]
     started = subprocess.run(
-        command(
-            "up",
-            str(Path(spec_path).resolve()),
-            "--state",
-            str(Path(state_dir).resolve()),
-            "--detach",
-        ),
+        command(*args),
         capture_output=True,
         text=True,
         env=environment(),
         cwd=PROJECT_ROOT,
-        timeout=START_TIMEOUT + 10,
+        timeout=start_timeout + 10,
     )
     if started.returncode != 0:
         raise RuntimeError(f"testnet up failed ({started.returncode}):\n{started.stderr}")

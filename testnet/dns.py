@@ -3,7 +3,8 @@
 Answers MX, A, AAAA, CNAME and TXT from the spec; NXDOMAIN (with the SOA, RFC 2308) for
 unknown names in the zone; NODATA for names that exist without the asked type, empty
 non-terminals included (RFC 8020); SERVFAIL or silence for the names the spec says;
-REFUSED for names outside the zone, as an authoritative-only server does.
+REFUSED for names outside the zone, as an authoritative-only server does. With a reply
+delay every answer is sent that much later from a reactor timer (a distant server).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
 from twisted.names import dns
 from twisted.names.authority import FileAuthority
 from twisted.names.server import DNSServerFactory
@@ -134,9 +136,11 @@ def _records(entry: DnsName) -> Iterator[dns.IEncodableRecord]:
 class SpecDNSFactory(DNSServerFactory):
     """Routes each query: silence, SERVFAIL, REFUSED or the authority's answer."""
 
-    def __init__(self, spec: Spec) -> None:
+    def __init__(self, spec: Spec, clock: IReactorTime | None = None, delay: float = 0.0) -> None:
         self.authority = SpecAuthority(spec)
         super().__init__(authorities=[self.authority])
+        self.clock = clock
+        self.delay = delay
         self.zone = spec.zone.encode("ascii")
         self.servfail = {n.name.encode() for n in spec.names() if n.dns == "servfail"}
         self.drop = {n.name.encode() for n in spec.names() if n.dns == "timeout"}
@@ -161,4 +165,7 @@ class SpecDNSFactory(DNSServerFactory):
             additional=result.additional,
         )
         response.auth = result.rcode in (dns.OK, dns.ENAME)  # AA, also on NXDOMAIN
-        self.sendReply(protocol, response, address)
+        if self.delay > 0 and self.clock is not None:
+            self.clock.callLater(self.delay, self.sendReply, protocol, response, address)
+        else:
+            self.sendReply(protocol, response, address)

@@ -2,9 +2,17 @@
 
 They never take mail: MAIL, RCPT, DATA and the rest get 502, and every line is logged,
 so a scanner that sends them is caught by the connection log.
+
+With a reply delay (`[network] reply_delay_ms`, `up --reply-delay-ms`) every reply, and
+whatever must follow it (a close after 221 or 421, the TLS handshake after 220), waits in
+a per-connection queue and goes out that much later, in order, from a reactor timer: a
+server far away, not a slow one (nothing sleeps).
 """
 
 from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
 
 from OpenSSL import SSL
 from twisted.internet.interfaces import IDelayedCall, IHandshakeListener, IReactorTime
@@ -33,9 +41,13 @@ class EsmtpServer(LineReceiver):
         tls: ServerTls | None,
         log: ConnectionLog,
         clock: IReactorTime,
+        delay: float = 0.0,
     ) -> None:
         assert server.esmtp is not None
         self.server = server
+        self.delay = delay
+        self.outbox: deque[tuple[float, Callable[[], None]]] = deque()  # (due, action)
+        self.outbox_timer: IDelayedCall | None = None
         self.options: Esmtp = server.esmtp
         self.tls = tls
         self.log = log
@@ -60,8 +72,9 @@ class EsmtpServer(LineReceiver):
             self._greet()
 
     def connectionLost(self, reason: Failure) -> None:
-        for timer in self.timers:
-            if timer.active():
+        self.outbox.clear()
+        for timer in [*self.timers, self.outbox_timer]:
+            if timer is not None and timer.active():
                 timer.cancel()
         if self.record is not None:
             if self.tls_connection is not None:
@@ -83,12 +96,36 @@ class EsmtpServer(LineReceiver):
         self.reply(self.options.banner_code, *self.options.banner)
         if self.options.banner_code == 421:
             # RFC 5321 3.8: 421 means the service is closing the channel.
-            self.transport.loseConnection()
+            self.close()
 
     def reply(self, code: int, *lines: str) -> None:
         """Send one reply; all lines but the last carry the "-" continuation mark."""
         out = [f"{code}-{line}" for line in lines[:-1]] + [f"{code} {lines[-1]}"]
-        self.transport.write("".join(f"{line}\r\n" for line in out).encode("latin-1"))
+        self.write("".join(f"{line}\r\n" for line in out).encode("latin-1"))
+
+    def write(self, data: bytes) -> None:
+        self.later(lambda: self.transport.write(data))
+
+    def close(self) -> None:
+        self.later(self.transport.loseConnection)
+
+    def later(self, action: Callable[[], None]) -> None:
+        """Run a transport action now, or after the reply delay behind those queued."""
+        if self.delay <= 0:
+            action()
+            return
+        self.outbox.append((self.clock.seconds() + self.delay, action))
+        if self.outbox_timer is None:
+            self.outbox_timer = self.clock.callLater(self.delay, self._flush)
+
+    def _flush(self) -> None:
+        self.outbox_timer = None
+        now = self.clock.seconds()
+        while self.outbox and self.outbox[0][0] <= now:
+            _, action = self.outbox.popleft()
+            action()
+        if self.outbox:
+            self.outbox_timer = self.clock.callLater(self.outbox[0][0] - now, self._flush)
 
     # -- commands -----------------------------------------------------------------------
 
@@ -102,7 +139,7 @@ class EsmtpServer(LineReceiver):
         verb = verb.upper()
         if verb == "QUIT":
             self.reply(221, "2.0.0 Bye")
-            self.transport.loseConnection()
+            self.close()
         elif self.options.banner_code != 220:
             # RFC 5321 3.1: after a 554 greeting, wait for QUIT and answer 503 to the rest.
             self.reply(503, "5.5.1 Bad sequence of commands")
@@ -119,7 +156,7 @@ class EsmtpServer(LineReceiver):
 
     def lineLengthExceeded(self, line: bytes) -> None:
         self.reply(500, "5.5.2 Line too long")
-        self.transport.loseConnection()
+        self.close()
 
     def do_ehlo(self, argument: str) -> None:
         if self.tls_started:
@@ -129,7 +166,7 @@ class EsmtpServer(LineReceiver):
         if code != 250:
             self.reply(code, "5.5.1 EHLO not accepted" if code >= 500 else "4.3.2 Try again later")
             if code == 421:
-                self.transport.loseConnection()
+                self.close()
             return
         keywords = list(self.options.ehlo_keywords)
         if self.options.starttls:
@@ -143,7 +180,7 @@ class EsmtpServer(LineReceiver):
         else:
             self.reply(code, "5.5.1 HELO not accepted" if code >= 500 else "4.3.2 Try again later")
             if code == 421:
-                self.transport.loseConnection()
+                self.close()
 
     def do_starttls(self) -> None:
         if self.tls_started:
@@ -160,7 +197,7 @@ class EsmtpServer(LineReceiver):
         elif self.options.on_starttls == "tls_with_plaintext":
             # A broken server: a stray reply after the 220, in the same write, before TLS.
             # A client must discard it (RFC 3207 4.2; the CVE-2011-0411 class of bugs).
-            self.transport.write(b"220 2.0.0 go ahead\r\n250 extra\r\n")
+            self.write(b"220 2.0.0 go ahead\r\n250 extra\r\n")
             self._start_tls()
         else:
             self.reply(220, "2.0.0 Ready to start TLS")
@@ -168,8 +205,9 @@ class EsmtpServer(LineReceiver):
 
     def _start_tls(self) -> None:
         assert self.tls is not None
-        self.tls_started = True
-        self.transport.startTLS(self.tls.creator(self._keep))
+        self.tls_started = True  # at once: a line arriving meanwhile is a post-TLS one
+        tls = self.tls
+        self.later(lambda: self.transport.startTLS(tls.creator(self._keep)))
 
     def _keep(self, connection: SSL.Connection) -> None:
         self.tls_connection = connection
@@ -177,7 +215,7 @@ class EsmtpServer(LineReceiver):
     def post_tls_ehlo(self, argument: str) -> None:
         behaviour = self.options.post_tls_ehlo
         if behaviour == "close":
-            self.transport.loseConnection()
+            self.close()
         elif behaviour == "reject":
             self.reply(554, "5.7.1 EHLO after TLS not accepted")
         else:
@@ -189,14 +227,20 @@ class EsmtpServer(LineReceiver):
 
 class EsmtpFactory(Factory):
     def __init__(
-        self, server: ServerSpec, tls: ServerTls | None, log: ConnectionLog, clock: IReactorTime
+        self,
+        server: ServerSpec,
+        tls: ServerTls | None,
+        log: ConnectionLog,
+        clock: IReactorTime,
+        delay: float = 0.0,
     ) -> None:
         self.server = server
         self.tls = tls
         self.log = log
         self.clock = clock
+        self.delay = delay
 
     def buildProtocol(self, addr: object) -> EsmtpServer:
-        protocol = EsmtpServer(self.server, self.tls, self.log, self.clock)
+        protocol = EsmtpServer(self.server, self.tls, self.log, self.clock, self.delay)
         protocol.factory = self
         return protocol

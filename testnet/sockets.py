@@ -23,6 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 BACKLOG = socket.SOMAXCONN
+# Dispatch mode's one SMTP socket: every IPv4 address, but bound to the loopback device.
+WILDCARD = "0.0.0.0"
+LOOPBACK_DEVICE = b"lo"
 # How long a probe connect must stay unanswered for a blackhole to count as working.
 BLACKHOLE_CHECK_SECONDS = 0.3
 
@@ -38,11 +41,25 @@ def bind(ip: str, port: int, *, reuse: bool = True, udp: bool = False) -> socket
             # Lets a fixed port be rebound while old connections sit in TIME_WAIT; Linux
             # still refuses a second listener on the same address and port.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if ip == WILDCARD:
+            bind_to_loopback(sock)
         sock.bind((ip, port))
     except OSError:
         sock.close()
         raise
     return sock
+
+
+def bind_to_loopback(sock: socket.socket) -> None:
+    """SO_BINDTODEVICE lo: only loopback traffic reaches the socket (it needs CAP_NET_RAW;
+    without it the wildcard would listen on every interface, so fail instead)."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, LOOPBACK_DEVICE)
+    except OSError as e:
+        raise OSError(
+            e.errno,
+            f"dispatch mode needs SO_BINDTODEVICE (root or CAP_NET_RAW): {e.strerror}",
+        ) from e
 
 
 def bind_shared_port(

@@ -3,7 +3,14 @@
 A spec (TOML or JSON, same schema; see `specs/internet.toml` for a commented example)
 describes a whole mail internet on loopback:
 
-- `[network]`  `dns` (the authoritative server's address), `zone` (the zone it serves).
+- `[network]`  `dns` (the authoritative server's address), `zone` (the zone it serves),
+  `reply_delay_ms` (every DNS answer and every SMTP reply of a polite server sent this much
+  later: a network with latency, for benchmarks; default 0), `dispatch` (serve every IPv4
+  SMTP address from one wildcard socket that dispatches on the local address, instead of
+  one socket per address: for worlds with more servers than file descriptors; a dead
+  address is then declared as a script that closes, since a wildcard listener cannot
+  refuse; see `network.Dispatcher`).
+- `comment`    free text (a generated spec's header in JSON, which has no comments).
 - `[scanner]`  the scanner settings the expectations assume (UPPER_CASE names, as `-s`).
 - `[list]`     `invalid` and `duplicates`: extra input lines appended to the domain list.
 - `[certs.NAME]` certificates: `issuer` (a CA cert name; absent: self-signed), `ca`,
@@ -204,6 +211,8 @@ class Spec:
     literals: Mapping[str, Expectation]  # IP-literal MX exchange -> expectation
     invalid_lines: tuple[str, ...] = ()
     duplicate_lines: tuple[str, ...] = ()
+    reply_delay: float = 0.0  # seconds before each DNS answer and SMTP reply
+    dispatch: bool = False  # one wildcard socket for every IPv4 SMTP address
     _by_ip: Mapping[str, ServerSpec] = field(init=False, repr=False, compare=False)
 
     # -- the input list -----------------------------------------------------------------
@@ -450,9 +459,20 @@ class _Parser:
 
     def spec(self, data: Mapping[str, Any], source: str) -> Spec:
         top = self.table(
-            "spec", data, ("network", "scanner", "list", "certs", "domains", "hosts", "servers")
+            "spec",
+            data,
+            ("network", "scanner", "list", "certs", "domains", "hosts", "servers", "comment"),
         )
-        network = self.table("[network]", top.get("network", {}), ("dns", "zone"))
+        network = self.table(
+            "[network]", top.get("network", {}), ("dns", "zone", "reply_delay_ms", "dispatch")
+        )
+        delay = network.get("reply_delay_ms", 0)
+        if type(delay) not in (int, float) or not 0 <= delay <= 60_000:
+            self.fail("[network] reply_delay_ms", "must be a number of ms in 0..60000")
+            delay = 0
+        dispatch = network.get("dispatch", False)
+        if not isinstance(dispatch, bool):
+            self.fail("[network] dispatch", "must be true or false")
         zone = str(network.get("zone", "test")).lower().strip(".")
         dns_ip = str(network.get("dns", "127.53.0.1"))
         if not _loopback(dns_ip):
@@ -503,6 +523,8 @@ class _Parser:
             literals=MappingProxyType(literals),
             invalid_lines=self.strings("[list] invalid", listing.get("invalid", [])),
             duplicate_lines=self.strings("[list] duplicates", listing.get("duplicates", [])),
+            reply_delay=delay / 1000,
+            dispatch=dispatch is True,
         )
 
     def cert(self, name: str, value: Any) -> CertSpec:
@@ -811,6 +833,12 @@ def _validate_servers(spec: Spec, errors: list[str]) -> None:
         seen[server.ip] = server.name
         if server.ip == spec.dns_ip:
             errors.append(f"server {server.name}: ip {server.ip} is the DNS server's")
+        if spec.dispatch and server.kind in ("refused", "blackhole") and ":" not in server.ip:
+            # One wildcard listener accepts every IPv4 address: nothing can refuse or drop.
+            errors.append(
+                f"server {server.name}: kind = {server.kind} cannot be served with"
+                " [network] dispatch = true (declare a script that closes instead)"
+            )
         if server.kind == "script" and not server.script:
             errors.append(f"server {server.name}: a script server needs script steps")
         tls = server.esmtp.tls if server.esmtp else None

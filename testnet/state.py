@@ -19,11 +19,13 @@ class State:
     ca_bundle: str
     log: str  # connections.jsonl
     spec: str  # absolute path
+    reply_delay_ms: float = 0.0  # before each DNS answer and SMTP reply
+    dispatch: bool = False  # IPv4 SMTP served from one wildcard socket
 
     @classmethod
     def read(cls, state_dir: str | Path) -> State:
         data = json.loads((Path(state_dir) / STATE_FILE).read_text(encoding="utf-8"))
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
     def write(self, state_dir: str | Path) -> Path:
         """Write atomically: a reader sees no file or the whole file."""

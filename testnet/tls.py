@@ -19,6 +19,18 @@ _VERSIONS = {
 }
 
 
+def tls_key(spec: TlsSpec) -> tuple[object, ...]:
+    """What makes two servers' TLS alike: they may share one ServerTls (its contexts)."""
+    return (
+        spec.chain,
+        tuple(sorted(spec.sni.items())),
+        spec.min_version,
+        spec.max_version,
+        spec.ciphers,
+        spec.seclevel,
+    )
+
+
 class ServerTls:
     """One shared context per chain (building one per connection is costly); SNI picks."""
 

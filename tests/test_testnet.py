@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -571,3 +572,163 @@ def test_up_fails_loudly(tmp_path: Path) -> None:
     started = cli("up", str(spec), "--state", str(tmp_path / "state"), "--detach")
     assert started.returncode != 0
     assert "key too small" in started.stderr
+
+
+# ---------------------------------------------------------------------------------------
+# Benchmark options: a per-reply delay, and many addresses served from one socket
+
+DELAY_MS = 300  # well above a loaded machine's scheduling noise
+
+
+def delay_spec(tmp_path: Path, **network: object) -> Path:
+    """One STARTTLS server and one domain; `network` adds [network] keys."""
+    data = {
+        "network": network,
+        "certs": {
+            "root": {"ca": True, "trusted": True},
+            "leaf": {"issuer": "root", "names": ["mx.small.test"]},
+        },
+        "domains": {"small.test": {"mx": ["10 mx.small.test"], "status": "ok"}},
+        "hosts": {"mx.small.test": {"a": ["127.9.0.1"]}},
+        "servers": {
+            "small": {
+                "ip": "127.9.0.1",
+                "hostname": "mx.small.test",
+                "tls": {"chain": ["leaf", "root"]},
+                "expect": {"category": "strict"},
+            }
+        },
+    }
+    path = tmp_path / "delay.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def timed(action: Callable[[], object]) -> tuple[float, object]:
+    started = time.monotonic()
+    result = action()
+    return time.monotonic() - started, result
+
+
+def starttls_conversation(net: State, ip: str) -> list[float]:
+    """Seconds each reply took: banner, EHLO, STARTTLS, handshake, EHLO over TLS, QUIT."""
+    context = ssl.create_default_context(cafile=net.ca_bundle)
+    with socket.create_connection((ip, net.smtp_port), timeout=5) as raw:
+        conn = Wire(raw)
+        took = [timed(lambda: conn.reply("banner", 5))[0]]
+        for command, code in ((f"EHLO {EHLO}", 250), ("STARTTLS", 220)):
+            conn.send(command)
+            seconds, reply = timed(lambda: conn.reply("command", 5))
+            assert reply[0] == code, reply  # type: ignore[index]
+            took.append(seconds)
+        seconds, tls = timed(lambda: context.wrap_socket(raw, server_hostname="mx.small.test"))
+        took.append(seconds)
+        secure = Wire(tls)  # type: ignore[arg-type]
+        for command, code in ((f"EHLO {EHLO}", 250), ("QUIT", 221)):
+            secure.send(command)
+            seconds, reply = timed(lambda: secure.reply("command", 5))
+            assert reply[0] == code, reply  # type: ignore[index]
+            took.append(seconds)
+    return took
+
+
+def test_reply_delay_holds_back_every_answer(tmp_path: Path) -> None:
+    """DNS answers and SMTP replies come at least the delay later, in order (STARTTLS's
+    220 still precedes the handshake); with no delay they come at once."""
+    spec = delay_spec(tmp_path, reply_delay_ms=DELAY_MS)
+    with testnet.running(spec, tmp_path / "delayed") as net:
+        assert net.reply_delay_ms == DELAY_MS
+        seconds, answer = timed(lambda: ask(net, "small.test", "MX"))
+        assert seconds >= DELAY_MS / 1000 and records(answer, "MX") == ["10 mx.small.test."]
+        seconds, _ = timed(lambda: ask(net, "mx.small.test", "A", tcp=True))
+        assert seconds >= DELAY_MS / 1000
+        took = starttls_conversation(net, "127.9.0.1")
+        # Each reply waits the delay; the handshake waits for none (TLS is not SMTP).
+        assert min(took[:3] + took[4:]) >= DELAY_MS / 1000, took
+    with testnet.running(spec, tmp_path / "overridden", reply_delay_ms=0) as net:
+        assert net.reply_delay_ms == 0
+        seconds, _ = timed(lambda: ask(net, "small.test", "MX"))
+        took = starttls_conversation(net, "127.9.0.1")
+        assert max([seconds, *took]) < DELAY_MS / 1000, (seconds, took)
+
+
+def dispatch_spec(tmp_path: Path) -> Path:
+    """Three servers on distinct 127.x addresses, one of them dead, served by one socket."""
+    data = {
+        "network": {"dispatch": True},
+        "certs": {
+            "root": {"ca": True, "trusted": True},
+            "leaf": {"issuer": "root", "names": ["mx.small.test"]},
+        },
+        "domains": {
+            "small.test": {"mx": ["10 mx.small.test"], "status": "ok"},
+            "other.test": {"mx": ["10 mx.other.test"], "status": "ok"},
+            "dead.test": {"mx": ["10 mx.dead.test"], "status": "ok"},
+        },
+        "hosts": {
+            "mx.small.test": {"a": ["127.9.0.1"]},
+            "mx.other.test": {"a": ["127.10.20.30"]},
+            "mx.dead.test": {"a": ["127.9.0.3"]},
+        },
+        "servers": {
+            "small": {
+                "ip": "127.9.0.1",
+                "hostname": "mx.small.test",
+                "tls": {"chain": ["leaf", "root"]},
+                "expect": {"category": "strict"},
+            },
+            "other": {
+                "ip": "127.10.20.30",
+                "hostname": "mx.other.test",
+                "expect": {"category": "none"},
+            },
+            "dead": {
+                "ip": "127.9.0.3",
+                "script": ["close"],
+                "expect": {
+                    "category": "error",
+                    "error": "connection_closed",
+                    "error_stage": "banner",
+                },
+            },
+        },
+    }
+    path = tmp_path / "dispatch.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_dispatch_serves_each_address_as_its_server(tmp_path: Path) -> None:
+    """One wildcard socket: each address answers as its own server (TLS included), the
+    dead one and an address with no server close at once, and all of it is logged."""
+    with testnet.running(dispatch_spec(tmp_path), tmp_path / "state") as net:
+        assert net.dispatch
+        for ip, name in (("127.9.0.1", "mx.small.test"), ("127.10.20.30", "mx.other.test")):
+            assert wire_outcome(ip, net.smtp_port, name)[0] == (
+                "tls" if "small" in name else "none"
+            )
+            with socket.create_connection((ip, net.smtp_port), timeout=3) as sock:
+                assert Wire(sock).reply("banner", 3) == (220, [f"{name} ESMTP testnet"])
+        assert max(starttls_conversation(net, "127.9.0.1")) < 3
+        for ip in ("127.9.0.3", "127.9.0.2"):  # declared dead; no server at all
+            with socket.create_connection((ip, net.smtp_port), timeout=3) as sock:
+                with pytest.raises(Fail) as closed:
+                    Wire(sock).reply("banner", 3)
+                assert closed.value.error == "connection_closed"
+        time.sleep(0.3)
+        log = net.connections()
+    by_server = Counter(c["server"] for c in log)
+    assert by_server == {"small": 3, "other": 2, "dead": 1, "(no server)": 1}
+    assert {c["ip"] for c in log if c["tls"]} == {"127.9.0.1"}
+    assert {c["ip"] for c in log if c["server"] == "(no server)"} == {"127.9.0.2"}
+
+
+def test_dispatch_cannot_refuse(tmp_path: Path) -> None:
+    data = json.loads(dispatch_spec(tmp_path).read_text())
+    data["servers"]["dead"] = {
+        "ip": "127.9.0.3",
+        "kind": "refused",
+        "expect": {"category": "error", "error": "connection_refused", "error_stage": "connect"},
+    }
+    with pytest.raises(SpecError, match="cannot be served with"):
+        from_dict(data)
