@@ -5,12 +5,12 @@ work costs with nothing around it. This client does what `scrapy crawl tld_mx` d
 domain, and nothing more: one asyncio loop, the standard library's `ssl`, dnspython
 messages over one UDP socket; no Scrapy, no storage, no retries.
 
-- DNS: an MX query per domain (one try, 5 s), CNAMEs followed as dnspython's resolver
-  does; NXDOMAIN, SERVFAIL or a timeout ends that lookup. `MX 0 .` is a null MX (no
-  mail); no MX records is an implicit MX (A and AAAA of the domain itself); otherwise A
-  and AAAA of each MX host, each host looked up once (a shared future) however many
-  domains name it (a failed lookup is forgotten and asked again, as the crawler does).
-  IP-literal MX names are neither resolved nor probed.
+- DNS: an MX query per domain (EDNS0, payload 1232, as the crawl; one try, 5 s), CNAMEs
+  followed as dnspython's resolver does; NXDOMAIN, SERVFAIL or a timeout ends that lookup.
+  `MX 0 .` is a null MX (no mail); no MX records is an implicit MX (A and AAAA of the domain
+  itself); otherwise A and AAAA of each MX host, each host looked up once (a shared future)
+  however many domains name it (a failed lookup is forgotten and asked again, as the crawler
+  does). IP-literal MX names are neither resolved nor probed.
 - SMTP: each IP probed once, with the first MX name that reached it as SNI (so never two
   connections to one IP at a time): connect (3 s), greeting, EHLO (HELO after a 5xx),
   STARTTLS when advertised, TLS with the crawler's legacy client settings (no
@@ -148,7 +148,8 @@ class DnsClient(asyncio.DatagramProtocol):
         assert self.transport is not None
         loop = asyncio.get_running_loop()
         qid = self._free_id()
-        query = dns.message.make_query(qname, rdtype, id=qid)
+        # EDNS0 with a 1232-byte payload, as the crawl asks: the same queries on the wire.
+        query = dns.message.make_query(qname, rdtype, id=qid, use_edns=0, payload=1232)
         future: asyncio.Future[Any] = loop.create_future()
         self.pending[qid] = (query, future)
         timer = loop.call_later(self.timeout, _expire, future)
