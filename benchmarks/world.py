@@ -8,8 +8,8 @@ and `demo.check.compare` checks a crawl against:
 - providers Zipf-distributed: the largest serves about a fifth of the list, size falling as
   rank^-1.3 down to two domains; every other domain hosts its own mail (a provider of one);
 - 1-3 MX hosts per provider (every customer names them all, preferences 10, 20, 30) and 1-2
-  addresses per MX host, one address per server, each in 127.100.0.0/14 (clear of the
-  ranges internet.toml uses); the largest provider's first MX host also has an AAAA (::1,
+  addresses per MX host, one address per server, from 127.100.0.0 up (clear of the ranges
+  internet.toml uses); the largest provider's first MX host also has an AAAA (::1,
   loopback's only IPv6 address);
 - a setup per provider: mostly STARTTLS with a trusted chain, some self-signed or
   mismatched certificates, some servers without STARTTLS, a few that reject STARTTLS, a few
@@ -49,7 +49,8 @@ from pathlib import Path
 from typing import Any
 
 ZONE = "test"
-NETWORK = ipaddress.ip_network("127.100.0.0/14")
+# 127.100.0.0-127.111.255.255: ~780,000 addresses (10^6 domains need ~440,000)
+NETWORKS = (ipaddress.ip_network("127.100.0.0/14"), ipaddress.ip_network("127.104.0.0/13"))
 DNS_IP = "127.103.255.254"
 IPV6 = "::1"
 TOP_SHARE = 0.20  # share of the list served by the largest provider
@@ -153,11 +154,12 @@ def pick(rng: random.Random, weighted: Sequence[tuple[Any, int]]) -> Any:
 
 
 def addresses() -> Iterator[str]:
-    """IPv4 addresses of 127.100.0.0/14 in order, skipping .0 and .255 and the DNS server's."""
-    for ip in NETWORK.hosts():
-        text = str(ip)
-        if ip.packed[-1] not in (0, 255) and text != DNS_IP:
-            yield text
+    """IPv4 addresses of NETWORKS in order, skipping .0 and .255 and the DNS server's."""
+    for network in NETWORKS:
+        for ip in network.hosts():
+            text = str(ip)
+            if ip.packed[-1] not in (0, 255) and text != DNS_IP:
+                yield text
 
 
 def shared_sizes(domains: int, hosted: int) -> list[int]:

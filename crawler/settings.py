@@ -55,8 +55,16 @@ DOWNLOAD_HANDLERS = {
     "dns": "crawler.handlers.dns.DnsDownloadHandler",
     "smtp": "crawler.handlers.smtp.SmtpDownloadHandler",
 }
-CONCURRENT_REQUESTS = 64
-CONCURRENT_REQUESTS_PER_DOMAIN = 64  # the per-IP cap lives in the SMTP handler
+CONCURRENT_REQUESTS = 64  # the crawl's cap; the per-IP cap lives in the SMTP handler
+# One download slot per handler (the spider names it), not Scrapy's one per host: that
+# would be a slot per domain and per IP (about 2 KB each, kept for a minute), and its
+# per-slot cap does not hold under asyncio anyway (DESIGN.md pitfalls). Uncapped and
+# without delay: CONCURRENT_REQUESTS caps them, SMTP_MAX_PER_IP caps each server.
+UNCAPPED = 2**31 - 1
+DOWNLOAD_SLOTS = {
+    "dns": {"concurrency": UNCAPPED, "delay": 0},
+    "smtp": {"concurrency": UNCAPPED, "delay": 0},
+}
 CONCURRENT_ITEMS = 1  # tasks per callback output; a callback yields a few (DESIGN.md pitfalls)
 DOWNLOAD_DELAY = 0
 DOWNLOAD_TIMEOUT = 600  # only a safety net: the handlers enforce their own deadlines

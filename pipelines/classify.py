@@ -10,7 +10,7 @@ better-fitting probe replaces the verdict (the store upserts).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,8 +23,17 @@ from crawler.items import (
     TargetVerdict,
 )
 from crawler.record import ca_bundle_path
-from pipelines.verify import ChainVerdict, TrustStore, judge_chain, judge_target
+from pipelines.verify import TrustStore, judge_chain, judge_target
 from schema.vocab import Category, Flag, Reason
+
+
+@dataclass(frozen=True, slots=True)
+class _Chain:
+    """What judging a target needs of its chain's verdict: kept per probe for the run,
+    so only these two of ChainVerdict's fields (a national list has ~10^5 IPs)."""
+
+    reasons: tuple[str, ...]  # the chain's own (trust, dates, key)
+    leaf_names: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,24 +45,38 @@ class _Judged:
     outcome: Category | None  # None: TLS negotiated, the certificate decides
     error: str | None
     error_stage: str | None
-    chain: ChainVerdict | None
+    chain: _Chain | None
+
+
+@dataclass(slots=True)
+class _Ip:
+    """An IP's probes (one per SNI, the first first) and the MX hosts that reach it,
+    each with how its verdict was last judged: (SNI of the judging probe, SNI probes
+    exhausted), None before any probe."""
+
+    probes: tuple[_Judged, ...] = ()
+    targets: dict[str, tuple[str, bool] | None] = field(default_factory=dict)
+
+    def probe(self, sni: str) -> _Judged | None:
+        for probe in self.probes:  # at most SMTP_SNI_PROBES
+            if probe.sni == sni:
+                return probe
+        return None
+
+
+# A handful of distinct reason sets: one tuple each, not one per probe.
+_REASONS: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def _chain(reasons: tuple[str, ...], leaf_names: tuple[str, ...]) -> _Chain:
+    return _Chain(_REASONS.setdefault(reasons, reasons), leaf_names)
 
 
 def stored_judged(stored: StoredProbe) -> _Judged:
     """A probe another crawl of the run committed, judged as it was then."""
     chain = None
     if stored.wire_outcome == "tls":
-        chain = ChainVerdict(
-            reasons=stored.chain_reasons,
-            openssl_error=stored.verify_error,
-            parse_error=stored.cert_parse_error,
-            leaf_names=stored.leaf_names,
-            leaf_has_san=False,  # not used to judge: leaf_names are the names matched
-            key_type=None,
-            key_bits=None,
-            not_before=None,
-            not_after=None,
-        )
+        chain = _chain(stored.chain_reasons, stored.leaf_names)
     outcome = None if chain else Category(stored.wire_outcome)
     return _Judged(stored.port, stored.sni, outcome, stored.error, stored.error_stage, chain)
 
@@ -64,7 +87,7 @@ def verdict(mx_host: str, ip: str, probe: _Judged, exhausted: bool = False) -> T
         return TargetVerdict(
             mx_host, ip, probe.port, probe.sni, category, (), probe.error, probe.error_stage
         )
-    reasons = judge_target(probe.chain, mx_host)
+    reasons = judge_target(probe.chain.reasons, probe.chain.leaf_names, mx_host)
     category = Category.OPPORTUNISTIC if reasons else Category.STRICT
     # Judged by a certificate sent for another name, with no probe left for this one.
     flags = (
@@ -78,10 +101,7 @@ def verdict(mx_host: str, ip: str, probe: _Judged, exhausted: bool = False) -> T
 class ClassifyPipeline:
     def __init__(self, crawler: Any):
         self.store = TrustStore.from_file(ca_bundle_path(crawler.settings))
-        self._probes: dict[str, dict[str, _Judged]] = {}  # ip -> sni -> probe, first first
-        self._names: dict[str, set[str]] = {}  # ip -> MX hosts that reach it
-        # (MX host, ip) -> (SNI of the probe that judged it, SNI probes exhausted)
-        self._judged: dict[tuple[str, str], tuple[str, bool]] = {}
+        self._ips: dict[str, _Ip] = {}
         self.sni_probes = max(1, crawler.settings.getint("SMTP_SNI_PROBES"))
 
     @classmethod
@@ -99,13 +119,18 @@ class ClassifyPipeline:
             item.verdicts = list(self._targets_verdicts(item))
         return item
 
+    def _ip(self, ip: str) -> _Ip:
+        state = self._ips.get(ip)
+        if state is None:
+            state = self._ips[ip] = _Ip()
+        return state
+
     def _domain_verdicts(self, item: DomainItem) -> Iterator[TargetVerdict]:
         skipped = {(host, ip) for host, ip, _ in item.skipped}
         for host in item.dns.hosts:
             for ip in host.addresses:
                 if (host.name, ip) not in skipped:
-                    self._names.setdefault(ip, set()).add(host.name)
-                    yield from self._judge(host.name, ip)
+                    yield from self._reached(host.name, ip)
 
     def _probe_verdicts(self, item: ProbeItem) -> Iterator[TargetVerdict]:
         probe, final = item.probe, item.probe.final
@@ -113,7 +138,8 @@ class ClassifyPipeline:
         if final.tls is not None:
             # The certificate is judged as of the probe's own time (DESIGN.md: scan time).
             when = datetime.fromtimestamp(final.started_at, UTC)
-            chain = item.chain = judge_chain(final.tls.chain_der, self.store, when)
+            item.chain = judge_chain(final.tls.chain_der, self.store, when)
+            chain = _chain(item.chain.reasons, item.chain.leaf_names)
         error = final.error and str(final.error)
         stage = final.error_stage and str(final.error_stage)
         judged = _Judged(probe.port, probe.sni, final.outcome, error, stage, chain)
@@ -125,31 +151,36 @@ class ClassifyPipeline:
 
     def _targets_verdicts(self, item: TargetsItem) -> Iterator[TargetVerdict]:
         for name, ip in item.targets:
-            self._names.setdefault(ip, set()).add(name)
-            yield from self._judge(name, ip)
+            yield from self._reached(name, ip)
+
+    def _reached(self, name: str, ip: str) -> Iterator[TargetVerdict]:
+        """An MX host reaches the IP: judged now if the IP's probes are in."""
+        state = self._ip(ip)
+        state.targets.setdefault(name, None)
+        yield from self._judge(name, ip, state)
 
     def _add_probes(self, ip: str, judged: Iterable[_Judged]) -> Iterator[TargetVerdict]:
         """Probes of one IP, in the order they were made: the first one stays first."""
-        probes = self._probes.setdefault(ip, {})
+        state = self._ip(ip)
         for probe in judged:
-            probes.setdefault(probe.sni, probe)
-        for name in sorted(self._names.get(ip, ())):
-            yield from self._judge(name, ip)
+            if state.probe(probe.sni) is None:
+                state.probes += (probe,)
+        for name in sorted(state.targets):
+            yield from self._judge(name, ip, state)
 
-    def _judge(self, name: str, ip: str) -> Iterator[TargetVerdict]:
+    def _judge(self, name: str, ip: str, state: _Ip) -> Iterator[TargetVerdict]:
         """The target's verdict when it is new or a better-fitting probe arrived.
 
         The probe made with the target's own name as SNI judges it, unless that
         probe never reached the server (an error, e.g. a timeout on the re-probe):
         then the IP's first probe, which did, still tells the truth.
         """
-        probes = self._probes.get(ip)
-        if not probes:
+        if not state.probes:
             return
-        own = probes.get(name)
-        probe = own if own and own.outcome is not Category.ERROR else next(iter(probes.values()))
+        own = state.probe(name)
+        probe = own if own and own.outcome is not Category.ERROR else state.probes[0]
         # Every probe the spider may make of this IP is in, and none was this name's.
-        exhausted = own is None and len(probes) >= self.sni_probes
-        if self._judged.get((name, ip)) != (probe.sni, exhausted):
-            self._judged[name, ip] = (probe.sni, exhausted)  # written once per change
+        exhausted = own is None and len(state.probes) >= self.sni_probes
+        if state.targets.get(name) != (probe.sni, exhausted):
+            state.targets[name] = (probe.sni, exhausted)  # written once per change
             yield verdict(name, ip, probe, exhausted)

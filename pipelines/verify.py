@@ -177,12 +177,14 @@ def judge_chain(
     )
 
 
-def judge_target(chain: ChainVerdict, mx_host: str) -> tuple[str, ...]:
-    """All reasons for one (MX host, IP) target, sorted; () means strict."""
-    reasons = set(chain.reasons)
-    if not name_matches(mx_host, chain.leaf_names):
-        reasons.add(Reason.HOSTNAME_MISMATCH)
-    return _sorted(reasons)
+def judge_target(
+    chain_reasons: tuple[str, ...], leaf_names: Sequence[str], mx_host: str
+) -> tuple[str, ...]:
+    """All reasons for one (MX host, IP) target, sorted; () means strict. The chain's
+    own reasons and its leaf's names come from its `ChainVerdict`."""
+    if name_matches(mx_host, leaf_names):
+        return chain_reasons
+    return _sorted({*chain_reasons, Reason.HOSTNAME_MISMATCH})
 
 
 def name_matches(mx_host: str, names: Sequence[str]) -> bool:

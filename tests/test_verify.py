@@ -282,7 +282,7 @@ def test_chain_reasons(store: TrustStore, case: str) -> None:
     chain, mx_host, chain_reasons, target_reasons = CASES[case]
     verdict = judge(chain, store)
     assert verdict.reasons == chain_reasons
-    assert judge_target(verdict, mx_host) == target_reasons
+    assert judge_target(verdict.reasons, verdict.leaf_names, mx_host) == target_reasons
 
 
 @pytest.mark.parametrize(
@@ -366,8 +366,8 @@ def test_cn_is_used_only_without_san_dns_name(store: TrustStore) -> None:
         [leaf(san=[x509.IPAddress(ipaddress.ip_address("192.0.2.1"))]), INTER.der], store
     )
     assert (ip_only.leaf_names, ip_only.leaf_has_san) == (("mx.example.org",), False)
-    assert judge_target(ip_only, "mx.example.org") == ()
-    assert judge_target(ip_only, "192.0.2.1") == ("hostname_mismatch",)
+    assert judge_target(ip_only.reasons, ip_only.leaf_names, "mx.example.org") == ()
+    assert judge_target(ip_only.reasons, ip_only.leaf_names, "192.0.2.1") == ("hostname_mismatch",)
 
 
 def test_sent_certificates_off_the_path_are_not_judged(store: TrustStore) -> None:
@@ -408,7 +408,10 @@ def test_empty_chain_is_invalid(store: TrustStore) -> None:
     verdict = judge([], store)
     assert verdict.reasons == ("invalid_chain",)
     assert verdict.parse_error
-    assert judge_target(verdict, "mx.example.org") == ("hostname_mismatch", "invalid_chain")
+    assert judge_target(verdict.reasons, verdict.leaf_names, "mx.example.org") == (
+        "hostname_mismatch",
+        "invalid_chain",
+    )
 
 
 def test_garbage_leaf_is_invalid(store: TrustStore) -> None:
@@ -433,7 +436,10 @@ def test_leaf_openssl_reads_but_cryptography_refuses(store: TrustStore) -> None:
     # Dates and key still come from OpenSSL's reading; names are unknown (fail closed).
     assert (verdict.not_after, verdict.key_type, verdict.key_bits) == (NOW + 60 * DAY, "EC", 256)
     assert verdict.leaf_names == ()
-    assert judge_target(verdict, "mx.example.org") == ("hostname_mismatch", "invalid_chain")
+    assert judge_target(verdict.reasons, verdict.leaf_names, "mx.example.org") == (
+        "hostname_mismatch",
+        "invalid_chain",
+    )
 
 
 def test_expired_leaf_openssl_reads_but_cryptography_refuses(store: TrustStore) -> None:

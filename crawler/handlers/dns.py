@@ -131,7 +131,8 @@ class DnsDownloadHandler(BaseDownloadHandler):
     def __init__(self, crawler: Crawler):
         super().__init__(crawler)
         self.client = build_client(crawler.settings)
-        self._hosts: dict[str, asyncio.Future[HostDns]] = {}
+        # MX host -> its addresses, or the lookup in flight that every asker shares.
+        self._hosts: dict[str, HostDns | asyncio.Future[HostDns]] = {}
 
     async def download_request(self, request: Request) -> Response:
         started = time.monotonic()
@@ -158,22 +159,33 @@ class DnsDownloadHandler(BaseDownloadHandler):
             if status is not DomainStatus.OK:
                 return DomainDns(domain, status, detail=host.detail)
             return DomainDns(domain, status, (MxRecord(domain, 0, implicit=True),), (host,))
-        hosts = tuple(await asyncio.gather(*(self.resolve_host(r.host) for r in mx)))
+        # Every lookup starts before the first is awaited: they run side by side.
+        known = [self._host(r.host) for r in mx]
+        hosts = tuple([h if isinstance(h, HostDns) else await h for h in known])
         return DomainDns(domain, domain_status(mx, hosts), mx, hosts, mx_rrset=mx_text)
 
-    def resolve_host(self, name: str) -> asyncio.Future[HostDns]:
-        """The addresses of an MX host, looked up once (a shared future) unless the
-        lookup failed: one resolver timeout must not cost every domain of a hoster."""
-        future = self._hosts.get(name)
-        if future is None:
-            future = self._hosts[name] = asyncio.ensure_future(self._resolve_host(name))
-            future.add_done_callback(lambda done: self._forget_failure(name, done))
-        return future
+    async def resolve_host(self, name: str) -> HostDns:
+        """The addresses of an MX host, looked up once per crawl unless the lookup
+        failed: one resolver timeout must not cost every domain of a hoster."""
+        known = self._host(name)
+        return known if isinstance(known, HostDns) else await known
 
-    def _forget_failure(self, name: str, future: asyncio.Future[HostDns]) -> None:
+    def _host(self, name: str) -> HostDns | asyncio.Future[HostDns]:
+        """The host's answer, or the lookup in flight (a shared future) that gives it."""
+        known = self._hosts.get(name)
+        if known is None:
+            known = self._hosts[name] = asyncio.ensure_future(self._resolve_host(name))
+            known.add_done_callback(lambda done: self._keep_answer(name, done))
+        return known
+
+    def _keep_answer(self, name: str, future: asyncio.Future[HostDns]) -> None:
+        """Keep the answer, not the finished task (a task is ~1 KB, and a national
+        list names hundreds of thousands of hosts); forget a failure."""
         failed = future.cancelled() or future.exception() is not None
         if failed or future.result().outcome in _RETRIED:
             self._hosts.pop(name, None)
+        else:
+            self._hosts[name] = future.result()
 
     async def _resolve_host(self, name: str) -> HostDns:
         if is_ip_literal(name):

@@ -42,18 +42,25 @@ from pipelines.verify import certificate_names, name_matches
 logger = logging.getLogger(__name__)
 
 PROBE_PRIORITY = 10  # probes of known MX hosts go before new domains
+# Each handler's requests share one download slot (settings.DOWNLOAD_SLOTS says why).
+DNS_META = {"download_slot": "dns"}
 
 
 @dataclass(slots=True)
 class _IpProbes:
-    """One IP's probes in the run: the SNI names used (first = first probe),
-    the MX names that reached it in this crawl, and the names on its first
-    certificate."""
+    """One IP's probes in the run: the SNI names used (first = first probe), the
+    MX names that reached it while its first probe ran (None once it is done:
+    a later name is decided at once), and the names on its first certificate.
+    Kept for every IP of the run, so as small as that."""
 
-    snis: list[str]
-    names: set[str]
-    done: bool = False  # the first probe has finished
+    snis: tuple[str, ...]
+    names: set[str] | None
     leaf_names: tuple[str, ...] | None = None  # None: no certificate seen
+
+    @property
+    def done(self) -> bool:
+        """The first probe has finished."""
+        return self.names is None
 
 
 def smtp_url(ip: str, port: int) -> str:
@@ -183,6 +190,7 @@ class TldMxSpider(scrapy.Spider):
                 f"dns://{entry.domain}",
                 callback=self.parse_domain,
                 errback=self.request_failed,
+                meta=DNS_META,
                 cb_kwargs={"entry": entry},
             )
 
@@ -222,12 +230,12 @@ class TldMxSpider(scrapy.Spider):
         """Probe each IP once per run, with the first MX name that reached it as SNI."""
         state = self._ips.get(ip)
         if state is None:
-            self._ips[ip] = _IpProbes(snis=[mx_host], names={mx_host})
+            self._ips[ip] = _IpProbes(snis=(mx_host,), names={mx_host})
             yield self._probe_request(ip, mx_host, first=True)
-        else:
+        elif state.names is not None:
             state.names.add(mx_host)
-            if state.done:
-                yield from self._reprobe(ip, state, mx_host)
+        else:
+            yield from self._reprobe(ip, state, mx_host)
 
     def _reprobe(self, ip: str, state: _IpProbes, mx_host: str) -> Iterator[scrapy.Request]:
         """Probe the IP again with `mx_host` as SNI when the certificate its first
@@ -240,7 +248,7 @@ class TldMxSpider(scrapy.Spider):
             # Past the cap the first certificate judges; targets.sni shows it.
             self.crawler.stats.inc_value("mxcensus/probes/sni_cap_reached")
             return
-        state.snis.append(mx_host)
+        state.snis += (mx_host,)
         self.crawler.stats.inc_value("mxcensus/probes/sni_reprobes")
         yield self._probe_request(ip, mx_host)
 
@@ -249,7 +257,7 @@ class TldMxSpider(scrapy.Spider):
             smtp_url(ip, self.smtp_port),
             callback=self.parse_probe,
             errback=self.request_failed,
-            meta={"sni": sni, "first": first},
+            meta={"sni": sni, "first": first, "download_slot": "smtp"},
             priority=PROBE_PRIORITY,
         )
 
@@ -283,9 +291,9 @@ class TldMxSpider(scrapy.Spider):
         probes judge here, and the first one decides the SNI re-probes."""
         self.crawler.stats.inc_value("mxcensus/probes/from_run", len(committed))
         yield StoredProbesItem(committed)
-        snis = [p.sni for p in committed]
+        snis = tuple(p.sni for p in committed)
         if state.done:
-            state.snis += [sni for sni in snis if sni not in state.snis]
+            state.snis += tuple(sni for sni in snis if sni not in state.snis)
             return
         # The run's first probe is the IP's first, whichever name asked for it here.
         state.snis = snis
@@ -295,9 +303,9 @@ class TldMxSpider(scrapy.Spider):
         )
 
     def _first_done(self, ip: str, state: _IpProbes, leaf: tuple[str, ...] | None) -> Iterator[Any]:
-        state.done = True
+        names, state.names = state.names or (), None
         state.leaf_names = leaf
-        for name in sorted(state.names):
+        for name in sorted(names):
             yield from self._reprobe(ip, state, name)
 
     # --- requests asked again later, through the scheduler ----------------------
