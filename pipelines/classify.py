@@ -22,6 +22,7 @@ from crawler.items import (
     TargetsItem,
     TargetVerdict,
 )
+from crawler.recent import Interner
 from crawler.record import ca_bundle_path
 from pipelines.verify import TrustStore, judge_chain, judge_target
 from schema.vocab import Category, Flag, Reason
@@ -64,12 +65,24 @@ class _Ip:
         return None
 
 
-# A handful of distinct reason sets: one tuple each, not one per probe.
-_REASONS: dict[tuple[str, ...], tuple[str, ...]] = {}
+# The IPs of a provider (and of one MX host) share their chain, probe facts and how
+# their targets were judged: one copy of each while it recurs, not one per IP.
+_shared: Interner[Any] = Interner()
 
 
 def _chain(reasons: tuple[str, ...], leaf_names: tuple[str, ...]) -> _Chain:
-    return _Chain(_REASONS.setdefault(reasons, reasons), leaf_names)
+    return _shared(_Chain(_shared(reasons), _shared(leaf_names)))
+
+
+def _judged(
+    port: int,
+    sni: str,
+    outcome: Category | None,
+    error: str | None,
+    stage: str | None,
+    chain: _Chain | None,
+) -> _Judged:
+    return _shared(_Judged(port, sni, outcome, error, stage, chain))
 
 
 def stored_judged(stored: StoredProbe) -> _Judged:
@@ -78,7 +91,7 @@ def stored_judged(stored: StoredProbe) -> _Judged:
     if stored.wire_outcome == "tls":
         chain = _chain(stored.chain_reasons, stored.leaf_names)
     outcome = None if chain else Category(stored.wire_outcome)
-    return _Judged(stored.port, stored.sni, outcome, stored.error, stored.error_stage, chain)
+    return _judged(stored.port, stored.sni, outcome, stored.error, stored.error_stage, chain)
 
 
 def verdict(mx_host: str, ip: str, probe: _Judged, exhausted: bool = False) -> TargetVerdict:
@@ -101,7 +114,8 @@ def verdict(mx_host: str, ip: str, probe: _Judged, exhausted: bool = False) -> T
 class ClassifyPipeline:
     def __init__(self, crawler: Any):
         self.store = TrustStore.from_file(ca_bundle_path(crawler.settings))
-        self._ips: dict[str, _Ip] = {}
+        # Every IP of the run: its probes and targets, or its one probe (see _settle).
+        self._ips: dict[str, _Ip | _Judged] = {}
         self.sni_probes = max(1, crawler.settings.getint("SMTP_SNI_PROBES"))
 
     @classmethod
@@ -123,7 +137,17 @@ class ClassifyPipeline:
         state = self._ips.get(ip)
         if state is None:
             state = self._ips[ip] = _Ip()
+        elif isinstance(state, _Judged):
+            state = self._ips[ip] = _Ip((state,), {state.sni: _shared((state.sni, False))})
         return state
+
+    def _settle(self, ip: str, state: _Ip) -> None:
+        """Most IPs end with one probe and one MX host, its SNI, judged by it: then the
+        (shared) probe alone stands for the state, as `_ip` reads it back."""
+        if len(state.probes) == 1 and len(state.targets) == 1:
+            probe = state.probes[0]
+            if state.targets.get(probe.sni) == (probe.sni, False):
+                self._ips[ip] = probe
 
     def _domain_verdicts(self, item: DomainItem) -> Iterator[TargetVerdict]:
         skipped = {(host, ip) for host, ip, _ in item.skipped}
@@ -142,7 +166,7 @@ class ClassifyPipeline:
             chain = _chain(item.chain.reasons, item.chain.leaf_names)
         error = final.error and str(final.error)
         stage = final.error_stage and str(final.error_stage)
-        judged = _Judged(probe.port, probe.sni, final.outcome, error, stage, chain)
+        judged = _judged(probe.port, probe.sni, final.outcome, error, stage, chain)
         yield from self._add_probes(probe.ip, [judged])
 
     def _stored_verdicts(self, item: StoredProbesItem) -> Iterator[TargetVerdict]:
@@ -158,6 +182,7 @@ class ClassifyPipeline:
         state = self._ip(ip)
         state.targets.setdefault(name, None)
         yield from self._judge(name, ip, state)
+        self._settle(ip, state)
 
     def _add_probes(self, ip: str, judged: Iterable[_Judged]) -> Iterator[TargetVerdict]:
         """Probes of one IP, in the order they were made: the first one stays first."""
@@ -167,6 +192,7 @@ class ClassifyPipeline:
                 state.probes += (probe,)
         for name in sorted(state.targets):
             yield from self._judge(name, ip, state)
+        self._settle(ip, state)
 
     def _judge(self, name: str, ip: str, state: _Ip) -> Iterator[TargetVerdict]:
         """The target's verdict when it is new or a better-fitting probe arrived.
@@ -182,5 +208,5 @@ class ClassifyPipeline:
         # Every probe the spider may make of this IP is in, and none was this name's.
         exhausted = own is None and len(state.probes) >= self.sni_probes
         if state.targets.get(name) != (probe.sni, exhausted):
-            state.targets[name] = (probe.sni, exhausted)  # written once per change
+            state.targets[name] = _shared((probe.sni, exhausted))  # once per change
             yield verdict(name, ip, probe, exhausted)

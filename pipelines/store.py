@@ -27,6 +27,7 @@ from twisted.python.threadpool import ThreadPool
 
 from crawler.coordination import run_coordinator
 from crawler.items import DomainItem, ProbeItem, StoredProbesItem, TargetsItem
+from crawler.recent import RecentSet
 from pipelines.certinfo import describe, sha256_hex
 from pipelines.rows import Rows, domain_rows, probe_rows, target_rows
 from schema.db import engine_for, first_line, merge_statement, retrying
@@ -109,7 +110,10 @@ class StorePipeline:
         self._closing = False
         self._buffer: Rows = defaultdict(list)
         self._buffered = 0
-        self._seen: dict[str, set[Any]] = defaultdict(set)  # per table: keys written this crawl
+        # Per table, keys of shared rows written lately: a provider's MX hosts, addresses
+        # and certificates recur on every customer. Bounded; the INSERT ignores a repeat.
+        remembered = settings.getint("DATABASE_DEDUP_CACHE")
+        self._seen: dict[str, RecentSet[Any]] = defaultdict(lambda: RecentSet(remembered))
         self._writing: Any = None  # the Deferred chain of the writes in order
         self._queued = 0  # batches handed to the writer and not yet written
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="mxcensus-store")
@@ -182,10 +186,8 @@ class StorePipeline:
         for table, table_rows in rows.items():
             for row in table_rows:
                 key = self._dedup_key(table, row)
-                if key is not None:
-                    if key in self._seen[table]:
-                        continue
-                    self._seen[table].add(key)
+                if key is not None and not self._seen[table].add(key):
+                    continue
                 self._buffer[table].append(row)
                 self._buffered += 1
 

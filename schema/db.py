@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -12,6 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 T = TypeVar("T")
+SQLITE_BUSY_S = 30  # seconds a SQLite connection waits for another's lock
 RETRY_WAITS = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)  # seconds between tries; the last repeats
 
 
@@ -33,10 +35,25 @@ def engine_for(url: str, **kwargs: Any) -> Engine:
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets readers (reports, sqlite3 shells) query while a crawl writes.
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_S * 1000:.0f}")
+    _switch_to_wal(cursor)
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _switch_to_wal(cursor: Any) -> None:
+    """SQLite answers "database is locked" at once, busy timeout or not, when a new file
+    is switched to WAL while another connection holds it (crawls starting together while
+    one migrates): try again as long as a write would wait."""
+    deadline = time.monotonic() + SQLITE_BUSY_S
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def insert_ignore(engine: Engine, table: Table):

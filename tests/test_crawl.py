@@ -10,7 +10,7 @@ from demo.check import compare, scanned_domains
 from demo.scan import EHLO_NAME
 from pipelines.certinfo import sha256_hex
 from pipelines.verify import name_matches
-from tests.conftest import json_value
+from tests.conftest import json_value, run_scan
 
 CLOSE_SLACK = 0.05  # seconds: less than this is not two conversations at once
 FORBIDDEN_VERBS = {"MAIL", "RCPT", "DATA", "VRFY", "EXPN", "RSET", "AUTH", "BDAT"}
@@ -204,3 +204,25 @@ def test_only_transient_outcomes_are_retried(scan, spec):
         "SELECT COUNT(*) AS n FROM probes WHERE run_id = :run AND attempt_count > 1"
     )
     assert retried[0]["n"] >= 3
+
+
+def test_small_caches_change_no_fact(scan, spec, net, tmp_path):
+    """With room for one MX host's answer and one row per table, hosts are looked up
+    again and shared rows written again: the stored run must be the same."""
+    if scan.url.startswith("postgresql"):
+        return  # one backend is enough: the caches sit before the database
+    small = run_scan(
+        net,
+        spec,
+        f"sqlite:///{tmp_path / 'small.sqlite'}",
+        tmp_path,
+        "label=testnet",
+        DNS_CACHE_SIZE="1",
+        DATABASE_DEDUP_CACHE="1",
+    )
+    assert compare(spec, small.engine, small.run_id) == []
+    for table in ("mx_hosts", "mx_addresses", "certificates", "targets", "probes"):
+        query = f"SELECT COUNT(*) AS n FROM {table}"
+        if table != "certificates":
+            query += " WHERE run_id = :run"
+        assert small.rows(query)[0]["n"] == scan.rows(query)[0]["n"], table

@@ -34,6 +34,7 @@ from crawler.mailroute import (
     is_ip_literal,
     parse_mx,
 )
+from crawler.recent import RecentMap
 from schema.vocab import DomainStatus, HostDnsOutcome
 
 if TYPE_CHECKING:
@@ -131,8 +132,11 @@ class DnsDownloadHandler(BaseDownloadHandler):
     def __init__(self, crawler: Crawler):
         super().__init__(crawler)
         self.client = build_client(crawler.settings)
-        # MX host -> its addresses, or the lookup in flight that every asker shares.
-        self._hosts: dict[str, HostDns | asyncio.Future[HostDns]] = {}
+        # MX host -> its addresses, or the lookup in flight that every asker shares; a
+        # resolver's cache, bounded: a host not named for a while is looked up again.
+        self._hosts: RecentMap[str, HostDns | asyncio.Future[HostDns]] = RecentMap(
+            crawler.settings.getint("DNS_CACHE_SIZE")
+        )
 
     async def download_request(self, request: Request) -> Response:
         started = time.monotonic()
@@ -165,8 +169,9 @@ class DnsDownloadHandler(BaseDownloadHandler):
         return DomainDns(domain, domain_status(mx, hosts), mx, hosts, mx_rrset=mx_text)
 
     async def resolve_host(self, name: str) -> HostDns:
-        """The addresses of an MX host, looked up once per crawl unless the lookup
-        failed: one resolver timeout must not cost every domain of a hoster."""
+        """The addresses of an MX host, looked up once while it recurs (DNS_CACHE_SIZE),
+        unless the lookup failed: one resolver timeout must not cost every domain of a
+        hoster."""
         known = self._host(name)
         return known if isinstance(known, HostDns) else await known
 

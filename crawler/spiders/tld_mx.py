@@ -35,6 +35,7 @@ from crawler.domainlist import DomainList, Entry, ListError, domain_hash, parse_
 from crawler.handlers.dns import DnsResponse, build_resolver
 from crawler.handlers.smtp import SmtpResponse, probe_config
 from crawler.items import DomainItem, ProbeItem, StoredProbe, StoredProbesItem, TargetsItem
+from crawler.recent import Interner
 from crawler.scheduling import new_run_name
 from crawler.targets import Exclusions, TargetPolicy
 from pipelines.verify import certificate_names, name_matches
@@ -61,6 +62,15 @@ class _IpProbes:
     def done(self) -> bool:
         """The first probe has finished."""
         return self.names is None
+
+
+@dataclass(frozen=True, slots=True)
+class _Probed:
+    """An IP probed once, its first probe done: most of a run's IPs end so, and one
+    shared copy per MX host stands for all of its IPs (`_IpProbes` when read)."""
+
+    sni: str
+    leaf_names: tuple[str, ...] | None
 
 
 def smtp_url(ip: str, port: int) -> str:
@@ -111,7 +121,8 @@ class TldMxSpider(scrapy.Spider):
             "shard": self.shard,
         }
         self.domain_list: DomainList | None = None
-        self._ips: dict[str, _IpProbes] = {}  # every IP reached in this crawl
+        self._ips: dict[str, _IpProbes | _Probed] = {}  # every IP reached in this crawl
+        self._shared: Interner[Any] = Interner()  # a provider's names, an MX host's _Probed
         self._pending = 0  # domain requests yielded and not yet answered
         self._later: set[Any] = set()  # requests waiting to be scheduled again
         self.list_sha256: str | None = None
@@ -133,6 +144,9 @@ class TldMxSpider(scrapy.Spider):
             # every request into NotSupported and the crawl still "finishes".
             build_resolver(settings)
             probe_config(settings)
+            for name in ("DNS_CACHE_SIZE", "DATABASE_DEDUP_CACHE"):
+                if settings.getint(name) < 1:
+                    raise ValueError(f"{name}={settings.get(name)}: at least 1")
             spider.policy = TargetPolicy(
                 allow_nonpublic=settings.getbool("ALLOW_NONPUBLIC_TARGETS"),
                 ipv6=settings.get("SMTP_IPV6"),
@@ -228,7 +242,7 @@ class TldMxSpider(scrapy.Spider):
 
     def _route(self, ip: str, mx_host: str) -> Iterator[scrapy.Request]:
         """Probe each IP once per run, with the first MX name that reached it as SNI."""
-        state = self._ips.get(ip)
+        state = self._state(ip)
         if state is None:
             self._ips[ip] = _IpProbes(snis=(mx_host,), names={mx_host})
             yield self._probe_request(ip, mx_host, first=True)
@@ -236,6 +250,17 @@ class TldMxSpider(scrapy.Spider):
             state.names.add(mx_host)
         else:
             yield from self._reprobe(ip, state, mx_host)
+            self._settle(ip, state)
+
+    def _state(self, ip: str) -> _IpProbes | None:
+        state = self._ips.get(ip)
+        if isinstance(state, _Probed):
+            state = self._ips[ip] = _IpProbes((state.sni,), None, state.leaf_names)
+        return state
+
+    def _settle(self, ip: str, state: _IpProbes) -> None:
+        if state.done and len(state.snis) == 1:
+            self._ips[ip] = self._shared(_Probed(state.snis[0], state.leaf_names))
 
     def _reprobe(self, ip: str, state: _IpProbes, mx_host: str) -> Iterator[scrapy.Request]:
         """Probe the IP again with `mx_host` as SNI when the certificate its first
@@ -264,7 +289,8 @@ class TldMxSpider(scrapy.Spider):
     def parse_probe(self, response: SmtpResponse) -> Iterator[Any]:
         request, probe = response.request, response.probe
         ip = urlparse_ip(response.url)
-        state = self._ips[ip]
+        state = self._state(ip)
+        assert state is not None, f"a probe of {ip}, never routed"
         if response.held_by is not None:
             # Another crawl of the run is talking to this server: ask again later.
             self.crawler.stats.inc_value("mxcensus/probes/waited_for_other_crawl")
@@ -304,9 +330,10 @@ class TldMxSpider(scrapy.Spider):
 
     def _first_done(self, ip: str, state: _IpProbes, leaf: tuple[str, ...] | None) -> Iterator[Any]:
         names, state.names = state.names or (), None
-        state.leaf_names = leaf
+        state.leaf_names = leaf and self._shared(leaf)  # one copy per provider
         for name in sorted(names):
             yield from self._reprobe(ip, state, name)
+        self._settle(ip, state)
 
     # --- requests asked again later, through the scheduler ----------------------
 
