@@ -28,6 +28,7 @@ from sqlalchemy import Connection, Engine, and_, delete, func, or_, select, text
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
+from crawler.digests import DigestSet
 from crawler.domainlist import domain_hash
 from crawler.items import StoredProbe
 from crawler.record import settings_record, versions
@@ -61,7 +62,7 @@ def _clock(conn: Connection) -> Any:
 class Resume:
     """What the run already holds, for a crawl that joins it."""
 
-    done_domains: set[int] = field(default_factory=set)  # domain_hash of answered domains
+    done_domains: DigestSet = field(default_factory=DigestSet)  # domain_hash of answered ones
     # (MX host, IP) targets of stored domains still without a final verdict
     pending_targets: list[tuple[str, str]] = field(default_factory=list)
 
@@ -375,20 +376,26 @@ class RunCoordinator:
         self, conn: Connection, keys: list[tuple[str, int]]
     ) -> dict[tuple[str, int], int]:
         now = _now()
-        conn.execute(
-            insert_ignore(self.engine, Claim.__table__),
-            [
-                {
-                    "run_id": self.run_id,
-                    "ip": ip,
-                    "port": port,
-                    "crawl_id": self.crawl_id,
-                    "claimed_at": now,
-                }
-                for ip, port in keys
-            ],
-        )
-        holders = self._holders(conn, keys)
+        rows = [
+            {
+                "run_id": self.run_id,
+                "ip": ip,
+                "port": port,
+                "crawl_id": self.crawl_id,
+                "claimed_at": now,
+            }
+            for ip, port in keys
+        ]
+        statement = insert_ignore(self.engine, Claim.__table__)
+        if conn.dialect.insert_executemany_returning:
+            # The claims inserted come back: only the others need looking up.
+            inserted = conn.execute(statement.returning(Claim.ip, Claim.port), rows)
+            holders = {(ip, port): self.crawl_id for ip, port in inserted}
+            if len(holders) < len(keys):
+                holders |= self._holders(conn, [key for key in keys if key not in holders])
+        else:
+            conn.execute(statement, rows)
+            holders = self._holders(conn, keys)
         others = [key for key, crawl in holders.items() if crawl != self.crawl_id]
         if not others:  # the usual case: nobody else had any of them
             return holders
@@ -488,7 +495,7 @@ def _load_resume(conn: Connection, run_id: int) -> Resume:
     answered = conn.execute(
         select(Domain.domain).where(Domain.run_id == run_id, Domain.status.not_in(RETRIED_STATUSES))
     )
-    resume.done_domains = {domain_hash(d) for (d,) in answered}
+    resume.done_domains = DigestSet(domain_hash(d) for (d,) in answered)
     # A target is final when judged by its own SNI's probe, or flagged, or any
     # verdict that a certificate's names cannot change.
     unjudged = conn.execute(

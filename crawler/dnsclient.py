@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import random
+import socket
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +35,14 @@ import dns.rdataclass
 import dns.rdatatype
 from twisted.internet.protocol import DatagramProtocol
 
+logger = logging.getLogger(__name__)
+
 EDNS_PAYLOAD = 1232  # bytes: the DNS flag day 2020 size, no IP fragmentation
+# Replies wait in the socket while the reactor does TLS handshakes; a full buffer
+# drops them silently (UDP RcvbufErrors), and whole runs of domains then time out.
+# The kernel caps what is asked at net.core.rmem_max (and reports twice that).
+RECEIVE_BUFFER = 4 << 20  # bytes asked for
+REPLY_ROOM = 2048  # bytes of buffer one waiting reply may take (loopback: 832 for 150 B)
 _DO = 0x8000  # the DNSSEC OK bit, in the OPT record's TTL field (RFC 3225)
 # Rcodes whose reply may leave the question out (as dnspython's is_response allows).
 _BARE_RCODES = {dns.rcode.FORMERR, dns.rcode.SERVFAIL, dns.rcode.NOTIMP, dns.rcode.REFUSED}
@@ -110,7 +119,8 @@ class DnsClient:
         self.servers = [(str(ipaddress.ip_address(ip)), port) for ip, port in servers]
         self.timeout = timeout
         self.tries = tries
-        self._ports: dict[int, Any] = {}  # address family -> listening UDP port
+        # Address family -> the listening UDP port, and room for its queries in flight.
+        self._ports: dict[int, tuple[Any, asyncio.Semaphore]] = {}
         self._pending: dict[int, tuple[asyncio.Future[dns.message.Message], Question, Any]] = {}
         # Every spelling a reply's sender address may take, for a quick look-up.
         self._senders = {(ip, port) for ip, port in self.servers}
@@ -138,7 +148,7 @@ class DnsClient:
         raise dns.exception.Timeout(timeout=self.timeout * self.tries)
 
     def close(self) -> None:
-        for port in self._ports.values():
+        for port, _ in self._ports.values():
             port.stopListening()
         self._ports.clear()
         for future, _, timer in self._pending.values():
@@ -147,13 +157,20 @@ class DnsClient:
         self._pending.clear()
 
     async def _ask(self, question: Question, server: tuple[str, int]) -> dns.message.Message:
+        port, room = self._port_for(server[0])
+        async with room:  # the timeout runs from the sending, not the waiting
+            return await self._sent(question, server, port)
+
+    async def _sent(
+        self, question: Question, server: tuple[str, int], port: Any
+    ) -> dns.message.Message:
         from twisted.internet import reactor
 
         qid = self._free_id()
         future = asyncio.get_running_loop().create_future()
         timer = reactor.callLater(self.timeout, self._expire, qid)
         self._pending[qid] = (future, question, timer)
-        self._port_for(server[0]).write(question.wire(qid), server)
+        port.write(question.wire(qid), server)
         try:
             return await future
         finally:
@@ -161,15 +178,15 @@ class DnsClient:
             if timer.active():
                 timer.cancel()
 
-    def _port_for(self, ip: str) -> Any:
+    def _port_for(self, ip: str) -> tuple[Any, asyncio.Semaphore]:
         from twisted.internet import reactor
 
         family = 6 if ":" in ip else 4
-        port = self._ports.get(family)
-        if port is None:
+        if family not in self._ports:
             interface = "::" if family == 6 else "0.0.0.0"
-            port = self._ports[family] = reactor.listenUDP(0, _Port(self), interface=interface)
-        return port
+            port = reactor.listenUDP(0, _Port(self), interface=interface)
+            self._ports[family] = port, asyncio.Semaphore(_make_room(port.socket))
+        return self._ports[family]
 
     def _free_id(self) -> int:
         while (qid := random.getrandbits(16)) in self._pending:
@@ -202,6 +219,15 @@ class DnsClient:
             return True
         ip = str(ipaddress.ip_address(addr[0].split("%")[0]))  # another spelling of IPv6
         return (ip, addr[1]) in self._senders
+
+
+def _make_room(sock: socket.socket) -> int:
+    """Enlarge the socket's receive buffer; how many replies may wait in it."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+    size = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    in_flight = max(16, size // REPLY_ROOM)
+    logger.debug("DNS: %d-byte receive buffer, %d queries in flight at most", size, in_flight)
+    return in_flight
 
 
 def _checked(reply: dns.message.Message) -> dns.message.Message:

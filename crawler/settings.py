@@ -14,7 +14,7 @@ DATABASE_URL = "sqlite:///mxcensus.sqlite"
 DATABASE_BATCH_SIZE = 2000  # rows per write (all tables together)
 DATABASE_FLUSH_INTERVAL = 2.0  # seconds between writes of a partial batch
 DATABASE_RETRY_FOR = 300.0  # seconds a batch is retried (dropped connection, failover)
-DATABASE_DEDUP_CACHE = 50_000  # shared rows per table remembered as written (2x at most)
+DATABASE_DEDUP_CACHE = 20_000  # shared rows per table remembered as written (2x at most)
 
 # --- The run: several crawls (shards, resumes) as one measurement ----------
 RUN_LEASE = 300.0  # seconds without heartbeat before a crawl's claims lapse
@@ -30,7 +30,7 @@ ITEM_PIPELINES = {
 DNS_NAMESERVERS = ""  # "ip", "ip:port" or "[ipv6]:port", comma-separated; "" = system resolver
 DNS_TIMEOUT = 5.0  # seconds per try (Scrapy's own resolver reads the same name)
 DNS_TRIES = 3  # tries per query before a timeout is final
-DNS_CACHE_SIZE = 50_000  # MX hosts' answers kept while they recur (2x this at most)
+DNS_CACHE_SIZE = 20_000  # MX hosts' answers kept while they recur (2x this at most)
 
 # --- SMTP / STARTTLS probe (the `smtp` download handler) -----------------
 SMTP_PORT = 25
@@ -116,3 +116,7 @@ WARN_ON_GENERATOR_RETURN_VALUE = False
 LOG_LEVEL = "INFO"
 TWISTED_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
 STATS_CLASS = "crawler.stats.CrawlStats"  # Scrapy's, without a per-access shim (see there)
+# Startup objects frozen, young collections every this many allocations (crawler/heap.py);
+# 0 = Python's defaults (700).
+GC_YOUNG_THRESHOLD = 10_000
+EXTENSIONS = {"crawler.heap.GarbageCollector": 0}

@@ -29,6 +29,9 @@ def test_the_crawl_is_recorded(scan, spec):
     assert crawl["versions"]["trust_store"]["sha256"]
     assert crawl["settings"]["SMTP_EHLO_NAME"] == EHLO_NAME
     assert len(crawl["source_sha256"]) == 64
+    # What started the crawl stayed out of its collections (crawler/heap.py).
+    assert crawl["counts"]["gc/frozen"] > 100_000
+    assert crawl["counts"]["gc/collections/0"] > crawl["counts"]["gc/collections/2"]
 
 
 def test_every_domain_has_its_declared_status(scan, spec):

@@ -4,6 +4,7 @@ ignored; timeouts retried; a truncated reply asked again over TCP."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ import pytest
 from scrapy.utils.defer import deferred_from_coro
 from twisted.internet.protocol import DatagramProtocol
 
+from crawler import dnsclient
 from crawler.dnsclient import DnsClient, NxDomain, Question, ServerFailure
 from tests.reactor import wait
 
@@ -220,3 +222,47 @@ def test_a_reply_to_another_type_or_class_is_not_taken(reactor, serve):
     _, port = serve(script)
     with pytest.raises(dns.exception.Timeout):
         ask(reactor, DnsClient([("127.0.0.1", port)], timeout=0.3, tries=1))
+
+
+def test_no_more_queries_in_flight_than_the_receive_buffer_holds(reactor, monkeypatch):
+    """A resolver that answers in bursts (all it holds once its queue goes quiet) into a
+    small receive buffer: the client keeps no more queries out than replies fit in it,
+    so a burst is never dropped and every query is answered at the first try."""
+    monkeypatch.setattr(dnsclient, "RECEIVE_BUFFER", 16384)  # Linux reports 32768
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.05)
+    bursts: list[int] = []
+    received = 0
+    stop = threading.Event()
+
+    def serve_in_bursts() -> None:
+        nonlocal received
+        held: list[tuple[bytes, tuple[str, int]]] = []
+        while not stop.is_set():
+            try:
+                data, addr = sock.recvfrom(2048)
+            except TimeoutError:
+                if held:
+                    bursts.append(len(held))
+                    for query_wire, to in held:
+                        sock.sendto(answer(dns.message.from_wire(query_wire)).to_wire(), to)
+                    held.clear()
+                continue
+            received += 1
+            held.append((data, addr))
+
+    threading.Thread(target=serve_in_bursts, daemon=True).start()
+    client = DnsClient([("127.0.0.1", sock.getsockname()[1])], timeout=5, tries=2)
+
+    async def ask_all() -> list[dns.message.Message]:
+        names = [f"mx{i}.example.test" for i in range(300)]
+        return await asyncio.gather(*(client.query(n, dns.rdatatype.A) for n in names))
+
+    try:
+        replies = wait(reactor, deferred_from_coro(ask_all()), timeout=60)
+    finally:
+        client.close()
+        stop.set()
+    assert len(replies) == 300 and received == 300  # no retry: nothing was lost
+    assert max(bursts) == 16 and sum(bursts) == 300

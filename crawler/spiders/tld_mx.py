@@ -298,6 +298,7 @@ class TldMxSpider(scrapy.Spider):
             return
         if response.committed:
             yield from self._committed(state, response.committed)
+            state = self._state(ip)  # settled meanwhile: the shared record, read back
         if probe is None:
             return
         if probe.final.transient and len(probe.attempts) <= self.retries:
