@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from sqlalchemy import text
 
-from demo.scan import ROOT, crawl, crawl_command, scanner_settings
+from demo.scan import ROOT, crawl, crawl_command, environment, scanner_settings
 from schema.db import engine_for
 from schema.examples import run_query
 from tests.conftest import latest_run
@@ -42,6 +43,7 @@ def settings(net, tmp_path) -> dict[str, str]:
         ("domain\nstrict.test\n", ("column=mail",), "mail"),
         ("strict.test\n", ("shard=3/2",), "shard must be K/N"),
         ("strict.test\n", ("label=x", "label_column=country"), "not both"),
+        ("strict.test\n", ("lable=x",), "unknown spider argument lable; tld_mx takes: domains"),
     ],
 )
 def test_bad_arguments_fail_at_start_with_a_clear_message(
@@ -51,8 +53,9 @@ def test_bad_arguments_fail_at_start_with_a_clear_message(
     if content is not None:
         path.write_text(content)
     result = crawl(path, settings, *args, timeout=60)
-    assert result.returncode != 0
+    assert result.returncode == 2  # a usage error, as Scrapy's own
     assert message in result.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in result.stderr
     assert (
         not (tmp_path / "scan.sqlite").exists()
         or count(settings["DATABASE_URL"], "SELECT COUNT(*) FROM domains") == 0
@@ -90,6 +93,16 @@ def list_url() -> Iterator[str]:
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}/list"
     server.shutdown()
+
+
+def test_crawl_help_lists_the_spider_arguments():
+    command = [sys.executable, "-m", "scrapy", "crawl", "tld_mx", "-h"]
+    result = subprocess.run(
+        command, cwd=ROOT, env=environment(), capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0
+    for name in ("domains", "label", "label_column", "column", "weight_column", "run", "shard"):
+        assert f"\n  {name} " in result.stdout
 
 
 def test_a_list_given_by_url_is_fetched_through_scrapy(settings, list_url, spec):

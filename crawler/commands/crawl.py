@@ -2,29 +2,47 @@
 
 Scrapy's own command exits 0 whenever the crawler could be built, even when
 the spider's start failed (a list URL that could not be fetched): a script
-running national lists must be able to tell.
+running national lists must be able to tell. A bad argument, setting or list
+found while the crawl starts is one line and exit status 2, as Scrapy's own
+usage errors are, not asyncio's traceback of a task that failed.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
 
 from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 from scrapy.exceptions import UsageError
+
+from crawler.spiders.tld_mx import ARGUMENTS
+
+logger = logging.getLogger(__name__)
 
 # Finish reasons of a crawl that did what it was asked: all of it, or until stopped.
 COMPLETED = {"finished", "shutdown"}
 
 
 class Command(ScrapyCrawlCommand):
+    def long_desc(self) -> str:
+        width = max(map(len, ARGUMENTS)) + 2
+        arguments = "\n".join(f"  {name:<{width}}{what}" for name, what in ARGUMENTS.items())
+        return f"{super().long_desc()}.\n\nArguments of tld_mx (-a NAME=VALUE):\n{arguments}"
+
+    def add_options(self, parser: argparse.ArgumentParser) -> None:
+        super().add_options(parser)
+        parser.formatter_class = _keeping_lines(parser.formatter_class)
+
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         if len(args) != 1:
             raise UsageError("scrapy crawl takes one spider name, e.g. scrapy crawl tld_mx")
         assert self.crawler_process is not None
         crawler = self.crawler_process.create_crawler(args[0])
-        self.crawler_process.crawl(crawler, **opts.spargs)
+        started = self.crawler_process.crawl(crawler, **opts.spargs)
         self.crawler_process.start()
         if self.crawler_process.bootstrap_failed:  # the crawl never started
+            _report_start_failure(started)
             self.exitcode = 1
             return
         reason = crawler.stats.get_value("finish_reason") or ""
@@ -32,3 +50,29 @@ class Command(ScrapyCrawlCommand):
             self.exitcode = 1
         if crawler.stats.get_value("mxcensus/requests/failed"):
             self.exitcode = 1  # targets left unjudged: the crawl is recorded as failed
+
+
+def _report_start_failure(started: object) -> None:
+    """A crawl that could not start because of what it was given: one line, exit 2."""
+    if not isinstance(started, asyncio.Future) or not started.done() or started.cancelled():
+        return
+    error = started.exception()  # retrieved: asyncio logs no traceback of it
+    if error is None:
+        return
+    logger.debug("the crawl could not start", exc_info=error)  # -s LOG_LEVEL=DEBUG
+    if isinstance(error, UsageError):
+        raise UsageError(str(error), print_help=False)
+    logger.error(
+        "the crawl could not start: %s",
+        str(error).splitlines()[0] if str(error) else type(error).__name__,
+    )
+
+
+def _keeping_lines(formatter: type[argparse.HelpFormatter]) -> type[argparse.HelpFormatter]:
+    """The help formatter, printing the description's lines as written (a table)."""
+
+    class Formatter(formatter):  # type: ignore[misc, valid-type]
+        def _fill_text(self, text: str, width: int, indent: str) -> str:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+
+    return Formatter

@@ -84,6 +84,18 @@ def urlparse_ip(url: str) -> str:
     return host.strip("[]")
 
 
+# The spider's arguments (`-a NAME=VALUE`), as `scrapy crawl -h` shows them.
+ARGUMENTS = {
+    "domains": "the list: a file or an http(s) URL; one domain a line, CSV/TSV or JSON",
+    "label": "a label for every domain of the list (e.g. a country code)",
+    "label_column": "the list's column that labels each domain",
+    "column": "the list's column of domains, when the header does not say",
+    "weight_column": "the list's column of weights (e.g. mail volume)",
+    "run": "the run to start, resume or join (another shard); default: a new run",
+    "shard": "K/N: this crawl takes the K-th of N parts of the list",
+}
+
+
 class TldMxSpider(scrapy.Spider):
     name = "tld_mx"
 
@@ -100,7 +112,12 @@ class TldMxSpider(scrapy.Spider):
         _version: str | None = None,  # given by scrapyd when a version is asked for
         **kwargs: Any,
     ):
-        super().__init__(**kwargs)
+        if kwargs:
+            known = ", ".join(ARGUMENTS)
+            raise UsageError(
+                f"unknown spider argument {', '.join(sorted(kwargs))}; tld_mx takes: {known}"
+            )
+        super().__init__()
         self._job, self._version = _job, _version
         if not domains:
             raise UsageError("tld_mx needs a list: scrapy crawl tld_mx -a domains=PATH_OR_URL")
