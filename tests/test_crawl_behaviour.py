@@ -95,6 +95,24 @@ def list_url() -> Iterator[str]:
     server.shutdown()
 
 
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("SMTP_PORT=abc", "bad setting: SMTP_PORT='abc': a whole number is needed"),
+        ("DNS_TIMEOUT=x", "bad setting: DNS_TIMEOUT='x': a number is needed"),
+        ("DNS_NAMESERVERS=not-an-ip", "'not-an-ip' is not an IP address"),
+    ],
+)
+def test_a_bad_setting_is_one_line_and_a_usage_error(settings, tmp_path, setting, message):
+    path = tmp_path / "list.txt"
+    path.write_text("strict.test\n")
+    name, value = setting.split("=", 1)
+    result = crawl(path, {**settings, name: value}, timeout=60)
+    assert result.returncode == 2
+    assert message in result.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in result.stderr
+
+
 def test_crawl_help_lists_the_spider_arguments():
     command = [sys.executable, "-m", "scrapy", "crawl", "tld_mx", "-h"]
     result = subprocess.run(

@@ -15,7 +15,9 @@ import logging
 
 from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 from scrapy.exceptions import UsageError
+from scrapy.settings import BaseSettings
 
+from crawler import settings as project_settings
 from crawler.spiders.tld_mx import ARGUMENTS
 
 logger = logging.getLogger(__name__)
@@ -38,6 +40,10 @@ class Command(ScrapyCrawlCommand):
         if len(args) != 1:
             raise UsageError("scrapy crawl takes one spider name, e.g. scrapy crawl tld_mx")
         assert self.crawler_process is not None
+        try:
+            check_numbers(self.settings)  # before Scrapy reads any of them
+        except ValueError as e:
+            raise UsageError(f"bad setting: {e}", print_help=False) from None
         crawler = self.crawler_process.create_crawler(args[0])
         started = self.crawler_process.crawl(crawler, **opts.spargs)
         self.crawler_process.start()
@@ -76,3 +82,18 @@ def _keeping_lines(formatter: type[argparse.HelpFormatter]) -> type[argparse.Hel
             return "".join(indent + line for line in text.splitlines(keepends=True))
 
     return Formatter
+
+
+def check_numbers(settings: BaseSettings) -> None:
+    """Every numeric setting of the project reads as the number it must be."""
+    for name, default in vars(project_settings).items():
+        if not name.isupper() or isinstance(default, bool):
+            continue
+        read = {int: settings.getint, float: settings.getfloat}.get(type(default))
+        if read is None:
+            continue
+        try:
+            read(name)
+        except (TypeError, ValueError):
+            kind = "a whole number" if read == settings.getint else "a number"
+            raise ValueError(f"{name}={settings.get(name)!r}: {kind} is needed") from None

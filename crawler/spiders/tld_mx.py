@@ -169,13 +169,13 @@ class TldMxSpider(scrapy.Spider):
                 ipv6=settings.get("SMTP_IPV6"),
                 exclusions=Exclusions.from_file(settings.get("EXCLUDE_FILE")),
             )
+            spider.smtp_port = settings.getint("SMTP_PORT")
+            spider.sni_probes = max(1, settings.getint("SMTP_SNI_PROBES"))
+            spider.retries = settings.getint("SMTP_RETRIES")
+            spider.retry_delay = settings.getfloat("SMTP_RETRY_DELAY")
+            spider.claim_wait = settings.getfloat("RUN_CLAIM_WAIT")
         except (ValueError, OSError) as e:
             raise UsageError(f"bad setting: {e}") from e
-        spider.smtp_port = settings.getint("SMTP_PORT")
-        spider.sni_probes = max(1, settings.getint("SMTP_SNI_PROBES"))
-        spider.retries = settings.getint("SMTP_RETRIES")
-        spider.retry_delay = settings.getfloat("SMTP_RETRY_DELAY")
-        spider.claim_wait = settings.getfloat("RUN_CLAIM_WAIT")
         spider.run = run_coordinator(crawler)
         crawler.signals.connect(spider._keep_open, signal=signals.spider_idle)
         crawler.signals.connect(spider._cancel_later, signal=signals.spider_closed)
