@@ -1,10 +1,10 @@
-"""A set of 64-bit domain digests in 8-byte slots: the list's dedup at ~16 bytes a domain.
+"""A set of 64-bit domain digests in 8-byte slots: the list's dedup at 16-32 bytes a domain.
 
 Why: every domain of a list is remembered for the whole crawl (a duplicate line must
 be told from a new domain, and a resumed run skips the domains it answered). A Python
 set of them costs ~70 bytes a domain (a bytes or int object and a hash-table slot):
 70 MB of a 10^6-domain crawl's memory. Here the digests sit in one array, open
-addressing with linear probing, at most half full: 8 to 16 bytes a domain, 16 MB at
+addressing with linear probing, between a quarter and half full: 16 to 32 bytes a domain, 16 MB at
 10^6. The digests (blake2b, see `domainlist.domain_hash`) are uniform, so their low
 bits index the table directly.
 """

@@ -32,8 +32,9 @@ def test_a_resumed_run_reads_its_domains_back():
 
 
 def test_a_domain_costs_at_most_24_bytes():
-    """A set of bytes digests cost ~70 bytes a domain (70 MB at 10^6); here at most 16
-    bytes a slot at half load, and the old table beside the new one while it grows."""
+    """A set of bytes digests cost ~70 bytes a domain (70 MB at 10^6); here 8-byte slots,
+    a quarter to half of them taken (21 bytes a domain at this size), and the old table
+    beside the new one while it grows."""
     digests = [domain_hash(f"d{i}.test") for i in range(200_000)]
     tracemalloc.start()
     try:

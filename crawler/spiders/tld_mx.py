@@ -30,6 +30,7 @@ import scrapy
 from scrapy import signals
 from scrapy.exceptions import DontCloseSpider, UsageError
 
+from crawler.certnames import certificate_names, name_matches
 from crawler.coordination import file_sha256, run_coordinator
 from crawler.domainlist import DomainList, Entry, ListError, domain_hash, parse_shard, read_domains
 from crawler.handlers.dns import DnsResponse, build_resolver
@@ -38,7 +39,6 @@ from crawler.items import DomainItem, ProbeItem, StoredProbe, StoredProbesItem, 
 from crawler.recent import Interner
 from crawler.scheduling import new_run_name
 from crawler.targets import Exclusions, TargetPolicy
-from pipelines.verify import certificate_names, name_matches
 
 logger = logging.getLogger(__name__)
 
