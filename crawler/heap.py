@@ -4,7 +4,7 @@ A crawl allocates a few hundred short-lived objects per request (requests, respo
 facts, Deferreds, futures) and keeps a little per IP for the whole run. With Python's
 defaults (a young collection every 700 net allocations) the transients outlive young
 collections, pile up in the oldest generation and trigger full collections, each of
-which walks every live object again, the ~10^6 of Scrapy, Twisted, OpenSSL and
+which walks every live object again, the ~150,000 of Scrapy, Twisted, OpenSSL and
 SQLAlchemy that the crawl never frees included: 14% of the CPU of a 10^5-domain crawl
 (measured with gc.callbacks). So once the engine starts, what exists then is frozen
 (`gc.freeze`: never collected, never walked) and young collections run every
