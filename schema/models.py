@@ -65,6 +65,7 @@ class Crawl(Base):
     heartbeat_at: Mapped[datetime | None]
     job: Mapped[str | None] = mapped_column(Text)  # scrapyd's job id (`_job`)
     node: Mapped[str | None] = mapped_column(Text)  # the machine it ran on
+    depth: Mapped[str | None] = mapped_column(Text)  # `-a depth=`, sorted, comma-separated
 
 
 class Claim(Base):
@@ -185,6 +186,33 @@ class Probe(Base):
     timings: Mapped[dict[str, Any]]  # stage -> seconds
     transcript: Mapped[list[Any]]  # [direction, line] pairs, bounded
     attempts: Mapped[list[Any]]  # every attempt: started_at, outcome, error, stage, detail, timings
+
+
+class ProtocolProbe(Base):
+    """One conversation with one IP:port pinned to one TLS version (`-a depth=protocols`):
+    EHLO, STARTTLS, a handshake offering exactly `version`, QUIT. An `untestable`
+    version (this scanner's OpenSSL cannot offer it) had no conversation."""
+
+    __tablename__ = "protocol_probes"
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    ip: Mapped[str] = mapped_column(String(45), primary_key=True)
+    port: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[str] = mapped_column(String(10), primary_key=True)
+    crawl_id: Mapped[int] = mapped_column(ForeignKey("crawls.id"))
+    sni: Mapped[str] = mapped_column(Text)  # the IP's first MX name
+    started_at: Mapped[datetime | None]  # None: untestable, no conversation
+    status: Mapped[str] = mapped_column(String(20))  # supported | not_supported | …
+    error: Mapped[str | None] = mapped_column(String(30))
+    error_stage: Mapped[str | None] = mapped_column(String(20))
+    error_detail: Mapped[str | None] = mapped_column(Text)  # OpenSSL's alert, the reply
+    starttls_code: Mapped[int | None] = mapped_column(Integer)
+    tls_version: Mapped[str | None] = mapped_column(String(10))  # as negotiated
+    cipher: Mapped[str | None] = mapped_column(Text)
+    forward_secrecy: Mapped[bool | None] = mapped_column(Boolean)
+    kx_group: Mapped[str | None] = mapped_column(Text)
+    quit_sent: Mapped[bool | None] = mapped_column(Boolean)
+    timings: Mapped[dict[str, Any] | None]  # stage -> seconds
+    transcript: Mapped[list[Any] | None]  # [direction, line] pairs, bounded
 
 
 class Target(Base):

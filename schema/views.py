@@ -119,6 +119,14 @@ LEFT JOIN target_results tr ON tr.run_id = r.run_id AND tr.mx_host = r.mx_host
 GROUP BY d.run_id, d.label, d.domain, d.weight, d.status, d.mx_count, d.implicit_mx
 """
 
+# One row per IP:port and version tried (`-a depth=protocols`); after the contract's
+# columns, what explains a status.
+IP_PROTOCOLS = """
+SELECT run_id, ip, port, version, status, cipher, kx_group, forward_secrecy,
+       sni, error, error_stage, error_detail
+FROM protocol_probes
+"""
+
 # In dependency order.
 VIEWS = {
     "target_results": TARGET_RESULTS,
@@ -126,6 +134,7 @@ VIEWS = {
     "ip_results": IP_RESULTS,
     "domain_mx": DOMAIN_MX,
     "domain_results": DOMAIN_RESULTS,
+    "ip_protocols": IP_PROTOCOLS,
 }
 
 

@@ -100,3 +100,28 @@ class SkipReason(StrEnum):
 # Transient outcomes are retried (DESIGN.md): connection_timeout, a timeout or close
 # before the EHLO reply, and a 4xx greeting or EHLO.
 PRE_EHLO_STAGES = frozenset({Stage.CONNECT, Stage.BANNER, Stage.EHLO, Stage.HELO})
+
+
+class TlsVersion(StrEnum):
+    """A protocol version as OpenSSL names it, oldest first (`-a depth=protocols`)."""
+
+    SSLV3 = "SSLv3"
+    TLSV1 = "TLSv1"
+    TLSV1_1 = "TLSv1.1"
+    TLSV1_2 = "TLSv1.2"
+    TLSV1_3 = "TLSv1.3"
+
+
+class ProtocolStatus(StrEnum):
+    """What one conversation pinned to one TLS version showed (DESIGN.md, round 2)."""
+
+    SUPPORTED = "supported"  # the handshake completed
+    NOT_SUPPORTED = "not_supported"  # after the 220 to STARTTLS, no handshake came of it
+    UNTESTABLE = "untestable"  # this scanner's OpenSSL cannot offer it: no connection made
+    ERROR = "error"  # failed before the 220 to STARTTLS, or a stage timed out
+
+
+class Depth(StrEnum):
+    """Opt-in measurements beyond the main probe (`-a depth=`)."""
+
+    PROTOCOLS = "protocols"
