@@ -100,3 +100,22 @@ class SkipReason(StrEnum):
 # Transient outcomes are retried (DESIGN.md): connection_timeout, a timeout or close
 # before the EHLO reply, and a 4xx greeting or EHLO.
 PRE_EHLO_STAGES = frozenset({Stage.CONNECT, Stage.BANNER, Stage.EHLO, Stage.HELO})
+
+
+class TlsVersion(StrEnum):
+    """A TLS protocol version, as OpenSSL names it (`ip_protocols.version`), oldest first."""
+
+    SSLV3 = "SSLv3"
+    TLSV1 = "TLSv1"
+    TLSV1_1 = "TLSv1.1"
+    TLSV1_2 = "TLSv1.2"
+    TLSV1_3 = "TLSv1.3"
+
+
+class ProtocolStatus(StrEnum):
+    """What one handshake pinned to one version came to (`ip_protocols.status`)."""
+
+    SUPPORTED = "supported"  # the handshake completed
+    NOT_SUPPORTED = "not_supported"  # after the 220 to STARTTLS, no session (short of a timeout)
+    UNTESTABLE = "untestable"  # the scanner's OpenSSL cannot offer it: no connection made
+    ERROR = "error"  # failed before the 220 to STARTTLS, or any stage timed out
