@@ -159,6 +159,7 @@ class TldMxSpider(scrapy.Spider):
             raise UsageError(str(e)) from e
         self.depth = parse_depth(depth)
         self.protocols = Depth.PROTOCOLS in self.depth
+        self._protocols_asked: set[tuple[str, int]] = set()  # IP:ports, with depth=protocols
         self.source = domains
         self.label = label
         self.run_name = run
@@ -259,7 +260,8 @@ class TldMxSpider(scrapy.Spider):
 
     def _resume_targets(self) -> Iterator[Any]:
         """Targets of domains the run stored but did not finish judging (a crawl
-        was killed between the domain's batch and its probes'): probe or judge them."""
+        was killed between the domain's batch and its probes'): probe or judge them.
+        Likewise the IPs whose TLS versions a killed crawl left untried."""
         pending, self.run.resume.pending_targets = self.run.resume.pending_targets, []
         for ip, targets in groupby(pending, key=lambda target: target[1]):
             names = tuple(targets)
@@ -267,6 +269,10 @@ class TldMxSpider(scrapy.Spider):
             yield TargetsItem(names)
             for mx_host, _ in names:
                 yield from self._route(ip, mx_host)
+        pending, self.run.resume.pending_protocols = self.run.resume.pending_protocols, []
+        for ip, port, sni in pending:
+            self.crawler.stats.inc_value("mxcensus/protocols/resumed")
+            yield from self._protocols_request(ip, port, sni)
 
     async def _fetch_list(self) -> bytes:
         """Download a list given by URL through Scrapy itself (redirects followed)."""
@@ -335,8 +341,13 @@ class TldMxSpider(scrapy.Spider):
             priority=PROBE_PRIORITY,
         )
 
-    def _protocols_request(self, ip: str, port: int, sni: str) -> scrapy.Request:
-        return scrapy.Request(
+    def _protocols_request(self, ip: str, port: int, sni: str) -> Iterator[scrapy.Request]:
+        """The IP:port's conversations pinned to each TLS version, once per crawl (the
+        run's claims make it once per run)."""
+        if (ip, port) in self._protocols_asked:
+            return
+        self._protocols_asked.add((ip, port))
+        yield scrapy.Request(
             smtp_url(ip, port),
             callback=self.parse_protocols,
             errback=self.request_failed,
@@ -421,7 +432,7 @@ class TldMxSpider(scrapy.Spider):
             yield from self._reprobe(ip, state, name)
         port, advertised = starttls
         if self.protocols and advertised:
-            yield self._protocols_request(ip, port, state.snis[0])
+            yield from self._protocols_request(ip, port, state.snis[0])
         self._settle(ip, state)
 
     # --- requests asked again later, through the scheduler ----------------------
