@@ -74,15 +74,26 @@ def parse_table(value: Any, errors: list[str]) -> tuple[Mapping[str, Matrix], st
     return MappingProxyType(named), default
 
 
-def server_matrix(
-    where: str, value: Any, named: Mapping[str, Matrix], errors: list[str]
+def resolve(
+    where: str,
+    server: ServerSpec,
+    value: Any,
+    named: Mapping[str, Matrix],
+    default: str | None,
+    errors: list[str],
 ) -> Matrix | None:
-    """A server's `protocols`: a matrix's name or an inline table."""
+    """A server's matrix: its `protocols` (a matrix's name or an inline table), else the
+    spec's default if that stands for this server (`defaults_apply`, and STARTTLS is
+    expected of it), else None."""
     if isinstance(value, str):
         if value not in named:
             errors.append(f"{where}: no matrix named {value!r} in [protocols]")
         return named.get(value)
-    return parse_matrix(where, value, errors)
+    if value is not None:
+        return parse_matrix(where, value, errors)
+    if default is not None and tested(server) and defaults_apply(server):
+        return named.get(default)
+    return None
 
 
 def defaults_apply(server: ServerSpec) -> bool:

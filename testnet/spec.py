@@ -473,21 +473,7 @@ class _Parser:
     # -- top level ----------------------------------------------------------------------
 
     def spec(self, data: Mapping[str, Any], source: str) -> Spec:
-        top = self.table(
-            "spec",
-            data,
-            (
-                "network",
-                "scanner",
-                "list",
-                "certs",
-                "domains",
-                "hosts",
-                "servers",
-                "comment",
-                "protocols",
-            ),
-        )
+        top = self.table("spec", data, _TOP_KEYS)
         self.matrices, self.default = protocols.parse_table(top.get("protocols", {}), self.errors)
         network = self.table(
             "[network]", top.get("network", {}), ("dns", "zone", "reply_delay_ms", "dispatch")
@@ -666,16 +652,15 @@ class _Parser:
             ),
             decoy=bool(entry.get("decoy", False)),
         )
-        return self.with_protocols(where, server, entry.get("protocols"))
-
-    def with_protocols(self, where: str, server: ServerSpec, value: Any) -> ServerSpec:
-        if value is not None:
-            where = f"{where} protocols"
-            matrix = protocols.server_matrix(where, value, self.matrices, self.errors)
-            return dataclasses.replace(server, protocols=matrix)
-        if self.default is not None and protocols.defaults_apply(server):
-            return dataclasses.replace(server, protocols=self.matrices.get(self.default))
-        return server
+        matrix = protocols.resolve(
+            f"{where} protocols",
+            server,
+            entry.get("protocols"),
+            self.matrices,
+            self.default,
+            self.errors,
+        )
+        return server if matrix is None else dataclasses.replace(server, protocols=matrix)
 
     def esmtp(self, where: str, name: str, entry: Mapping[str, Any]) -> Esmtp:
         hostname = str(entry.get("hostname", f"{name}.mx.test"))
@@ -768,6 +753,9 @@ def _bytes(text: Any) -> bytes:
     return str(text).encode("latin-1")
 
 
+# Top-level tables ("comment": a generated spec's header, in JSON).
+_TOP_KEYS = ("network", "scanner", "list", "certs", "domains", "hosts", "servers")
+_TOP_KEYS += ("protocols", "comment")
 _RECORD_KEYS = ("mx", "a", "aaaa", "cname", "txt", "dns")
 _SERVER_KEYS = ("ip", "kind", "expect", "expect_for", "decoy", "script", "protocols")
 _ESMTP_KEYS = (

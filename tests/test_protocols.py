@@ -216,6 +216,13 @@ def test_spec_refuses_matrices_where_no_version_is_tested() -> None:
     dead = {"kind": "refused", "protocols": MATRIX}
     dead["expect"] = {"category": "error", "error": "connection_refused", "error_stage": "connect"}
     assert "server r: protocols declared" in spec_errors(protocol_spec(a=STRICT, r=dead))
+    # The default stands only where STARTTLS is expected: not for a 554 greeting with TLS.
+    greeting = {**STRICT, "banner_code": 554}
+    greeting["expect"] = {"category": "error", "error": "greeting_rejected"}
+    greeting["expect"]["error_stage"] = "banner"
+    spec = from_dict(protocol_spec(a=STRICT, g=greeting))
+    assert spec.servers["g"].protocols is None
+    assert list(spec.expected_protocols()) == ["127.9.0.1"]
 
 
 def test_spec_refuses_bad_matrices() -> None:

@@ -643,8 +643,10 @@ def test_reply_delay_holds_back_every_answer(tmp_path: Path) -> None:
         seconds, _ = timed(lambda: ask(net, "mx.small.test", "A", tcp=True))
         assert seconds >= DELAY_MS / 1000
         took = starttls_conversation(net, "127.9.0.1")
-        # Each reply waits the delay; the handshake waits for none (TLS is not SMTP).
-        assert min(took[:3] + took[4:]) >= DELAY_MS / 1000, took
+        # Each reply waits the delay; the handshake waits for none (TLS is not SMTP). The
+        # servers' timers run on wall-clock time (Twisted's reactor.seconds), measured here
+        # on the monotonic clock: a slewed wall clock ends a timer a few ms early (seen).
+        assert min(took[:3] + took[4:]) >= 0.97 * DELAY_MS / 1000, took
     with testnet.running(spec, tmp_path / "overridden", reply_delay_ms=0) as net:
         assert net.reply_delay_ms == 0
         seconds, _ = timed(lambda: ask(net, "small.test", "MX"))
