@@ -45,7 +45,7 @@ def figure(height: float, columns: int = 1, ratios: Sequence[float] | None = Non
 
 
 def pct(share: float | None) -> str:
-    return "-" if share is None else f"{100 * share:.1f}%"
+    return "-" if share is None else f"{100 * share:.2f}%"
 
 
 def number(value: float) -> str:
