@@ -15,13 +15,13 @@ from typing import Any
 from sqlalchemy import Engine
 
 from reports import sql
-from reports.table import Column, Table, share, table
+from reports.table import Column, Kind, Table, share, table
 from schema.examples import run_query
 from schema.vocab import TlsVersion
 
 VERSIONS = tuple(str(v) for v in TlsVersion)  # oldest first
 UNIT_TITLES = {"mx_host": "MX hosts", "ip": "IPs"}
-SHORT = {"mx_host": "MX", "ip": "IPs"}
+SHORT = {"mx_host": "MX", "ip": "IPs"}  # in column titles
 HOW = (
     "Which TLS versions each server accepts, not just the best one: crawl with -a depth=protocols."
 )
@@ -46,6 +46,16 @@ def tables(engine: Engine, run_id: int) -> list[Table]:
         forward_secrecy_table(
             sql.rows(engine, sql.PROTOCOL_FORWARD_SECRECY, run=run_id), untestable
         ),
+    ]
+
+
+def per_unit(*columns: tuple[str, str, Kind]) -> list[Column]:
+    """The same columns for MX hosts, then IPs: `{unit}_{key}`, `{unit}` in a title
+    naming the unit."""
+    return [
+        Column(f"{unit}_{key}", title.format(unit=short), kind)
+        for unit, short in SHORT.items()
+        for key, title, kind in columns
     ]
 
 
@@ -77,15 +87,17 @@ def support_table(result: list[dict[str, Any]]) -> Table:
             row[f"{unit}_share"] = share(r.get("supported"), tried)
         row["tested"] = tested(tries, untestable)
         rows.append(row)
-    columns = [Column("version", "version"), Column("tested", "")]
-    for unit, short in SHORT.items():
-        columns += [
-            Column(f"{unit}_tried", f"{short} tried", "count"),
-            Column(f"{unit}_supported", "accept", "count"),
-            Column(f"{unit}_share", "%", "share"),
-            Column(f"{unit}_not_supported", "refuse", "count"),
-            Column(f"{unit}_error", "error", "count"),
-        ]
+    columns = [
+        Column("version", "version"),
+        Column("tested", ""),
+        *per_unit(
+            ("tried", "{unit} tried", "count"),
+            ("supported", "accept", "count"),
+            ("share", "%", "share"),
+            ("not_supported", "refuse", "count"),
+            ("error", "error", "count"),
+        ),
+    ]
     return table(
         "protocol_support",
         "Protocol support among STARTTLS hosts (the Italian study's chart)",
@@ -162,14 +174,15 @@ def range_table(result: list[dict[str, Any]], untestable: set[str]) -> Table:
                 row[f"{unit}_{bound}"] = count
                 row[f"{unit}_{bound}_share"] = share(count, totals[unit, bound])
         rows.append(row)
-    columns = [Column("version", "version")]
-    for unit, title in UNIT_TITLES.items():
-        columns += [
-            Column(f"{unit}_highest", f"{title}: highest", "count"),
-            Column(f"{unit}_highest_share", "%", "share"),
-            Column(f"{unit}_lowest", "lowest", "count"),
-            Column(f"{unit}_lowest_share", "%", "share"),
-        ]
+    columns = [
+        Column("version", "version"),
+        *per_unit(
+            ("highest", "{unit}: highest", "count"),
+            ("highest_share", "%", "share"),
+            ("lowest", "lowest", "count"),
+            ("lowest_share", "%", "share"),
+        ),
+    ]
     return table(
         "protocol_range",
         "Highest and lowest version accepted",
@@ -220,13 +233,14 @@ def forward_secrecy_table(result: list[dict[str, Any]], untestable: set[str]) ->
             row[f"{unit}_fs"] = r.get("with_fs", zero)
             row[f"{unit}_fs_share"] = share(r.get("with_fs"), r.get("n"))
         rows.append(row)
-    columns = [Column("version", "version")]
-    for unit, short in SHORT.items():
-        columns += [
-            Column(f"{unit}_accept", f"{short} accepting", "count"),
-            Column(f"{unit}_fs", "forward secrecy", "count"),
-            Column(f"{unit}_fs_share", "%", "share"),
-        ]
+    columns = [
+        Column("version", "version"),
+        *per_unit(
+            ("accept", "{unit} accepting", "count"),
+            ("fs", "forward secrecy", "count"),
+            ("fs_share", "%", "share"),
+        ),
+    ]
     return table(
         "protocol_forward_secrecy",
         "Forward secrecy at each version",
