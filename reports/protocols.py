@@ -117,8 +117,8 @@ UNIT_MEASURES = (  # (measure, description, share of)
     ("tried", "tried, one conversation per version", "starttls"),
     ("accept_any", "accept at least one version", "tried"),
     ("accept_none", "accept none", "tried"),
-    ("refuse_all", "  refuse every version tried", "tried"),
-    ("no_answer", "  no answer (every conversation failed before a handshake)", "tried"),
+    ("refuse_all", "accept none: refuse every version tried", "tried"),
+    ("no_answer", "accept none: no answer (every conversation failed before TLS)", "tried"),
 )
 
 

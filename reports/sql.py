@@ -120,8 +120,11 @@ SELECT (SELECT COUNT(*) FROM crawls WHERE run_id = :run AND depth LIKE '%protoco
 VERSION_RANK = (
     "CASE version " + " ".join(f"WHEN '{v}' THEN {i}" for i, v in enumerate(TlsVersion)) + " END"
 )
-# Each MX host with the IP:ports that reach it (whatever their probes' category).
-_MX_IPS = "(SELECT DISTINCT mx_host, ip, port FROM target_results WHERE run_id = :run)"
+# Each MX host with the IP:ports probed for it (whatever their probes' category).
+_MX_IPS = (
+    "(SELECT DISTINCT mx_host, ip, port FROM target_results"
+    " WHERE run_id = :run AND skip_reason IS NULL)"
+)
 
 # Per unit: how many advertise STARTTLS, how many were tried, and of those how many
 # accept some version, refuse every one tried, or never reached a handshake.

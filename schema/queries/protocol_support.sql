@@ -23,7 +23,8 @@ FROM (
     SELECT 'mx_host', p.version,
            MIN(CASE p.status WHEN 'supported' THEN 1 WHEN 'not_supported' THEN 2
                              WHEN 'error' THEN 3 ELSE 4 END)
-    FROM (SELECT DISTINCT mx_host, ip, port FROM target_results WHERE run_id = :run) t
+    FROM (SELECT DISTINCT mx_host, ip, port FROM target_results
+          WHERE run_id = :run AND skip_reason IS NULL) t
     JOIN ip_protocols p ON p.run_id = :run AND p.ip = t.ip AND p.port = t.port
     GROUP BY t.mx_host, p.version
 ) statuses
