@@ -34,7 +34,7 @@ from crawler.items import StoredProbe
 from crawler.record import settings_record, versions
 from schema.db import engine_for, first_line, insert_ignore, retrying
 from schema.migrate import upgrade
-from schema.models import Claim, Crawl, Domain, MxAddress, Probe, Run, Target
+from schema.models import Claim, Crawl, Domain, MxAddress, Probe, ProtocolProbe, Run, Target
 from schema.vocab import DomainStatus
 
 logger = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class RunCoordinator:
         self.resume = Resume()
         self._held: dict[tuple[str, int], int] = {}  # ip:port -> probes not yet committed
         self._busy: dict[tuple[str, int], asyncio.Future[Any]] = {}  # an ask or release
-        self._asks: dict[tuple[str, int], tuple[str, bool, int]] = {}  # not yet sent
+        self._asks: dict[tuple[str, int], _Ask] = {}  # not yet sent
         self._flush_call: Any = None
         self._asking = False  # a batch of asks is in the database thread
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="mxcensus-run")
@@ -151,14 +151,18 @@ class RunCoordinator:
 
     # --- claims --------------------------------------------------------------
 
-    async def grant(self, ip: str, port: int, sni: str, first: bool, cap: int) -> Grant:
+    async def grant(
+        self, ip: str, port: int, sni: str, first: bool, cap: int, protocols: bool = False
+    ) -> Grant:
         """May this crawl probe IP:port with `sni` now?
 
         Not when the run has committed that probe already, or, for an IP's first
         probe, any probe of it (SNI is the name that first reached the IP), or
-        `cap` probes of it; then the committed probes answer instead. Otherwise
-        the IP:port is claimed for this crawl (or it waits for another's claim).
-        Asks are gathered for a moment and answered together, in one transaction.
+        `cap` probes of it; then the committed probes answer instead. With
+        `protocols`, the ask is for the conversations pinned to each TLS version,
+        not granted once the run holds them. Otherwise the IP:port is claimed for
+        this crawl (or it waits for another's claim). Asks are gathered for a
+        moment and answered together, in one transaction.
         """
         key = (ip, port)
         if self.engine is None:  # a handler used outside a crawl (its own tests): no run
@@ -171,7 +175,7 @@ class RunCoordinator:
             self._held[key] += 1
             return Grant((), claimed=True)
         answer = self._busy[key] = asyncio.get_running_loop().create_future()
-        self._asks[key] = (sni, first, cap)
+        self._asks[key] = _Ask(sni, first, cap, protocols)
         self._schedule_flush()
         return await answer
 
@@ -264,6 +268,7 @@ class RunCoordinator:
             "settings": settings_record(settings),
             "shard": "/".join(map(str, spider.shard)) if spider.shard else None,
             "source_sha256": spider.list_sha256,
+            "depth": ",".join(sorted(spider.depth)),
         }
         with self.engine.begin() as conn:
             conn.execute(
@@ -334,21 +339,23 @@ class RunCoordinator:
                 update(Crawl).where(Crawl.id == self.crawl_id).values(source_sha256=sha256)
             )
 
-    def _grant_many(
-        self, asks: dict[tuple[str, int], tuple[str, bool, int]]
-    ) -> dict[tuple[str, int], Grant]:
+    def _grant_many(self, asks: dict[tuple[str, int], _Ask]) -> dict[tuple[str, int], Grant]:
         """Claim every asked IP:port that is free or whose crawl died, then read the
         run's committed probes of them: an ask they answer gives its claim back."""
         assert self.engine is not None
         keys = sorted(asks)  # one order for every crawl: no deadlock between them
         with self.engine.begin() as conn:
             holders = self._claim(conn, keys)
-            committed = _stored_probes(conn, self.run_id, keys)
+            probe_keys = [key for key in keys if not asks[key].protocols]
+            committed = _stored_probes(conn, self.run_id, probe_keys) if probe_keys else {}
+            protocol_keys = [key for key in keys if asks[key].protocols]
+            tried = _tried_protocols(conn, self.run_id, protocol_keys) if protocol_keys else set()
             grants, answered = {}, []
             for key in keys:
-                sni, first, cap = asks[key]
+                ask = asks[key]
                 probes = committed.get(key, ())
-                if _answered(probes, sni, first, cap):
+                done = key in tried if ask.protocols else _answered(probes, ask)
+                if done:
                     grants[key] = Grant(probes, claimed=False)
                     if holders[key] == self.crawl_id:
                         answered.append(key)
@@ -445,10 +452,32 @@ def _warn(error: Exception, wait: float) -> None:
     logger.warning("database unavailable, retrying in %g s: %s", wait, first_line(error))
 
 
-def _answered(committed: tuple[StoredProbe, ...], sni: str, first: bool, cap: int) -> bool:
+@dataclass(frozen=True, slots=True)
+class _Ask:
+    """What a request asks of the run before connecting to an IP:port."""
+
+    sni: str
+    first: bool  # the IP's first probe: any committed probe answers it
+    cap: int  # SMTP_SNI_PROBES
+    protocols: bool = False  # the conversations pinned to each TLS version
+
+
+def _answered(committed: tuple[StoredProbe, ...], ask: _Ask) -> bool:
     """Whether the committed probes already answer for this request."""
     snis = {p.sni for p in committed}
-    return sni in snis or (first and bool(snis)) or len(snis) >= cap
+    return ask.sni in snis or (ask.first and bool(snis)) or len(snis) >= ask.cap
+
+
+def _tried_protocols(
+    conn: Connection, run_id: int, keys: list[tuple[str, int]]
+) -> set[tuple[str, int]]:
+    """The IP:ports whose protocol conversations the run has committed."""
+    rows = conn.execute(
+        select(ProtocolProbe.ip, ProtocolProbe.port)
+        .where(ProtocolProbe.run_id == run_id, _these(ProtocolProbe, keys))
+        .distinct()
+    )
+    return {(ip, port) for ip, port in rows}
 
 
 def _stored_probes(
@@ -538,13 +567,15 @@ def _compatibility(record: dict[str, Any]) -> dict[str, Any]:
         "SMTP_SNI_PROBES": settings.get("SMTP_SNI_PROBES"),
         "shard count": int(shard.split("/")[1]) if shard else None,
         "list (sha256)": record["source_sha256"],
+        # A run's facts are one depth: a shard without protocols would leave holes.
+        "depth (-a depth=)": record["depth"],
     }
 
 
 def _check_compatible(conn: Connection, run_id: int, record: dict[str, Any]) -> None:
     """Refuse, in one line, a crawl that would mix incomparable facts into the run."""
     earlier = conn.execute(
-        select(Crawl.versions, Crawl.settings, Crawl.shard, Crawl.source_sha256)
+        select(Crawl.versions, Crawl.settings, Crawl.shard, Crawl.source_sha256, Crawl.depth)
         .where(Crawl.run_id == run_id)
         .order_by(Crawl.id)
         .limit(1)
@@ -557,6 +588,7 @@ def _check_compatible(conn: Connection, run_id: int, record: dict[str, Any]) -> 
             "settings": earlier.settings or {},
             "shard": earlier.shard,
             "source_sha256": earlier.source_sha256,
+            "depth": earlier.depth,
         }
     )
     for what, mine in _compatibility(record).items():

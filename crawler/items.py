@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from crawler.mailroute import DomainDns
-from crawler.smtp.facts import Probe
+from crawler.smtp.facts import Probe, ProtocolScan
 from schema.vocab import Category
 
 if TYPE_CHECKING:
@@ -85,3 +85,10 @@ class TargetsItem:
 
     targets: tuple[tuple[str, str], ...]
     verdicts: list[TargetVerdict] = field(default_factory=list)
+
+
+@dataclass
+class ProtocolsItem:
+    """The conversations with one IP:port pinned to each TLS version (`-a depth=protocols`)."""
+
+    scan: ProtocolScan

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from crawler.items import DomainItem, ProbeItem, TargetVerdict
-from crawler.smtp.facts import Attempt, Reply
+from crawler.items import DomainItem, ProbeItem, ProtocolsItem, TargetVerdict
+from crawler.smtp.facts import Attempt, Reply, protocol_status
 from pipelines.certinfo import sha256_hex
 
 Rows = dict[str, list[dict[str, Any]]]
@@ -144,6 +144,38 @@ def probe_rows(item: ProbeItem, run_id: int, crawl_id: int) -> Rows:
         leaf_names=list(chain_verdict.leaf_names) if chain_verdict else None,
     )
     return {"probes": [row], "targets": target_rows(item.verdicts, run_id)}
+
+
+def protocol_rows(item: ProtocolsItem, run_id: int, crawl_id: int) -> Rows:
+    """One row per version tried (or not: untestable) on one IP:port."""
+    scan = item.scan
+    rows = []
+    for version, attempt in scan.tries:
+        tls = attempt and attempt.tls
+        rows.append(
+            {
+                "run_id": run_id,
+                "ip": scan.ip,
+                "port": scan.port,
+                "version": str(version),
+                "crawl_id": crawl_id,
+                "sni": scan.sni,
+                "started_at": attempt and _epoch(attempt.started_at),
+                "status": str(protocol_status(attempt)),
+                "error": attempt and attempt.error and str(attempt.error),
+                "error_stage": attempt and attempt.error_stage and str(attempt.error_stage),
+                "error_detail": attempt and attempt.error_detail,
+                "starttls_code": attempt and _code(attempt.starttls_reply),
+                "tls_version": tls and tls.version,
+                "cipher": tls and tls.cipher,
+                "forward_secrecy": tls and tls.forward_secrecy,
+                "kx_group": tls and tls.kx_group,
+                "quit_sent": attempt and attempt.quit_sent,
+                "timings": attempt and attempt.timings,
+                "transcript": attempt and [list(entry) for entry in attempt.transcript],
+            }
+        )
+    return {"protocol_probes": rows}
 
 
 def target_rows(verdicts: list[TargetVerdict], run_id: int) -> list[dict[str, Any]]:

@@ -26,10 +26,10 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
 from crawler.coordination import run_coordinator
-from crawler.items import DomainItem, ProbeItem, StoredProbesItem, TargetsItem
+from crawler.items import DomainItem, ProbeItem, ProtocolsItem, StoredProbesItem, TargetsItem
 from crawler.recent import RecentSet
 from pipelines.certinfo import describe, sha256_hex
-from pipelines.rows import Rows, domain_rows, probe_rows, target_rows
+from pipelines.rows import Rows, domain_rows, probe_rows, protocol_rows, target_rows
 from schema.db import engine_for, first_line, merge_statement, retrying
 from schema.models import Base
 
@@ -84,6 +84,9 @@ MERGES: dict[str, Merge] = {
         " OR (excluded.sni = targets.sni AND excluded.flags IS NOT NULL"
         " AND targets.flags IS NULL)",
     ),
+    # One crawl at a time holds an IP:port's claim, so a second writer is rare (a
+    # crawl killed between commit and release): the first stays.
+    "protocol_probes": Merge(("run_id", "ip", "port", "version")),
 }
 # How a crawl ended, from Scrapy's finish reason; anything unforeseen (e.g. the
 # list could not be read) is a failure.
@@ -151,6 +154,8 @@ class StorePipeline:
             self._add({"certificates": self._new_certificates(item)})
         elif isinstance(item, StoredProbesItem | TargetsItem):
             self._add({"targets": target_rows(item.verdicts, self.run_id)})
+        elif isinstance(item, ProtocolsItem):
+            self._add(protocol_rows(item, self.run_id, self.crawl_id))
         if self._buffered >= self.batch_size:
             self._flush()
         if self._queued >= BACKLOG_BATCHES:
@@ -226,8 +231,10 @@ class StorePipeline:
             return result
 
         def committed(result: Any) -> Any:
-            # The run may now see these probes as done: their claims can go.
+            # The run may now see these probes as done: their claims can go. An IP:port's
+            # protocol conversations were one grant, however many versions.
             self.run.done((row["ip"], row["port"]) for row in batch.get("probes", ()))
+            self.run.done({(row["ip"], row["port"]) for row in batch.get("protocol_probes", ())})
             return result
 
         # Writes stay in order: each waits for the one before it.

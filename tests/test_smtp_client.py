@@ -45,7 +45,6 @@ from crawler.smtp.client import (
 )
 from crawler.smtp.facts import Attempt, Reply
 from crawler.smtp.tls import (
-    LEGACY_CIPHERS,
     SniConnectionCreator,
     client_context,
     has_forward_secrecy,
@@ -1052,18 +1051,21 @@ def test_real_ipv6(reactor: Any, pki: Pki, serve: Any) -> None:
     assert attempt.tls is not None and log.sni == [b"mx.example.org"]
 
 
-def test_legacy_cipher_list() -> None:
-    """The client offers no anonymous, unencrypted, PSK or SRP suites."""
-    assert LEGACY_CIPHERS == b"ALL:!aNULL:!eNULL:!PSK:!SRP:@SECLEVEL=0"
-    assert client_context() is client_context()
+def test_the_client_offers_legacy_suites_but_no_anonymous_or_unencrypted_ones() -> None:
+    """What a sending MTA offers (DESIGN.md): static RSA and CBC suites a TLS 1.0 server
+    needs, never anonymous (aNULL), unencrypted (eNULL), PSK or SRP ones."""
+    offered = SSL.Connection(client_context(), None).get_cipher_list()
+    assert {"AES128-SHA", "ECDHE-RSA-AES128-SHA", "ECDHE-RSA-AES256-GCM-SHA384"} <= set(offered)
+    for suite in offered:
+        parts = suite.split("-")
+        assert not {"ADH", "AECDH", "NULL", "PSK", "SRP"} & set(parts), suite
 
 
 def test_a_failure_of_our_own_machine_is_not_a_fact_about_the_target() -> None:
     """Out of sockets or ports: no `unreachable` verdict, a LocalProbeError instead."""
-    from crawler.smtp.client import LocalProbeError, is_local_failure
+    from crawler.smtp.client import is_local_failure
 
     assert is_local_failure(error.ConnectBindError(24, "Too many open files"))
     assert is_local_failure(error.ConnectError(99, "Cannot assign requested address"))
     assert not is_local_failure(error.ConnectionRefusedError())
     assert not is_local_failure(error.NoRouteError())
-    assert issubclass(LocalProbeError, Exception)

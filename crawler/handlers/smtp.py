@@ -14,6 +14,7 @@ the cap hold across the crawls of the run.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
 import time
@@ -27,10 +28,12 @@ from twisted.internet.defer import DeferredSemaphore
 
 from crawler.coordination import run_coordinator
 from crawler.smtp.client import LocalProbeError, ProbeConfig, probe_once
-from crawler.smtp.facts import Probe
-from crawler.smtp.tls import client_context
+from crawler.smtp.facts import Probe, ProtocolScan
+from crawler.smtp.tls import client_context, pinned_context
+from schema.vocab import TlsVersion
 
 if TYPE_CHECKING:
+    from OpenSSL import SSL
     from scrapy import Request
     from scrapy.crawler import Crawler
     from scrapy.settings import BaseSettings
@@ -46,21 +49,31 @@ LOCAL_RETRY_WAITS = (1.0, 5.0, 15.0)  # seconds between tries when this machine 
 class SmtpResponse(Response):
     """`probe`: this crawl's probe (None when the run answered without one);
     `committed`: the run's probes of the IP:port, made before, in their order;
-    `held_by`: another crawl of the run is probing the IP:port now."""
+    `held_by`: another crawl of the run is probing the IP:port now;
+    `protocols`: the conversations pinned to each version (`meta["protocols"]`),
+    None when the run has them already."""
 
-    attributes: tuple[str, ...] = (*Response.attributes, "probe", "committed", "held_by")
+    attributes: tuple[str, ...] = (
+        *Response.attributes,
+        "probe",
+        "committed",
+        "held_by",
+        "protocols",
+    )
 
     def __init__(
         self,
         *args,
-        probe: Probe | None,
+        probe: Probe | None = None,
         committed: tuple[StoredProbe, ...] = (),
         held_by: int | None = None,
+        protocols: ProtocolScan | None = None,
         **kwargs,
     ):
         self.probe = probe
         self.committed = committed
         self.held_by = held_by
+        self.protocols = protocols
         super().__init__(*args, **kwargs)
 
 
@@ -100,6 +113,7 @@ class SmtpDownloadHandler(BaseDownloadHandler):
         super().__init__(crawler)
         settings = crawler.settings
         self.config = probe_config(settings)
+        self.protocol_config = dataclasses.replace(self.config, ehlo_after_tls=False)
         warn_if_unqualified(self.config.ehlo_name)
         self.default_port = settings.getint("SMTP_PORT")
         self.sni_probes = max(1, settings.getint("SMTP_SNI_PROBES"))
@@ -112,6 +126,8 @@ class SmtpDownloadHandler(BaseDownloadHandler):
         url = urlparse_cached(request)
         ip, port = url.hostname or "", url.port or self.default_port
         sni, earlier = request.meta["sni"], request.meta.get("attempts", [])
+        if request.meta.get("protocols"):
+            return await self._protocols(request, ip, port, sni)
         started = time.monotonic()
         committed: tuple[StoredProbe, ...] = ()
         if not earlier:  # a retry goes on under the claim its first attempt got
@@ -127,35 +143,69 @@ class SmtpDownloadHandler(BaseDownloadHandler):
                 )
             committed = grant.committed
         probe = Probe(ip, port, sni, list(earlier))
-        probe.attempts.append(await self._attempt_locally_retried(probe))
+        probe.attempts.append(await self._attempt_locally_retried(ip, port, sni))
         request.meta["download_latency"] = time.monotonic() - started
         return SmtpResponse(url=request.url, request=request, probe=probe, committed=committed)
 
-    async def _attempt_locally_retried(self, probe: Probe) -> Attempt:
+    async def _protocols(self, request: Request, ip: str, port: int, sni: str) -> Response:
+        """One conversation per TLS version, oldest first, one after another, each
+        under the IP's cap; once per IP:port per run (the run's claim and its
+        committed rows decide). A version this OpenSSL cannot offer is not tried."""
+        grant = await self.run.grant(ip, port, sni, first=False, cap=0, protocols=True)
+        if not grant.claimed:
+            return SmtpResponse(url=request.url, request=request, held_by=grant.held_by)
+        started = time.monotonic()
+        scan = ProtocolScan(ip, port, sni)
+        for version in TlsVersion:
+            context = pinned_context(version)
+            attempt = None
+            if context is not None:
+                attempt = await self._attempt_locally_retried(
+                    ip, port, sni, self.protocol_config, context
+                )
+            scan.tries.append((version, attempt))
+        request.meta["download_latency"] = time.monotonic() - started
+        return SmtpResponse(url=request.url, request=request, protocols=scan)
+
+    async def _attempt_locally_retried(
+        self,
+        ip: str,
+        port: int,
+        sni: str,
+        config: ProbeConfig | None = None,
+        context: SSL.Context | None = None,
+    ) -> Attempt:
         """An attempt; a failure of this machine (no free socket or port) is waited
         out and tried again, never recorded as the target's fact. If it persists,
         the request fails loudly and the target stays unjudged."""
         for wait in LOCAL_RETRY_WAITS:
             try:
-                return await self._attempt(probe)
+                return await self._attempt(ip, port, sni, config, context)
             except LocalProbeError as e:
-                logger.warning("local failure probing %s, retrying in %g s: %s", probe.ip, wait, e)
+                logger.warning("local failure probing %s, retrying in %g s: %s", ip, wait, e)
                 self.crawler.stats.inc_value("mxcensus/probes/local_failures")
                 await self._sleep(wait)
-        return await self._attempt(probe)
+        return await self._attempt(ip, port, sni, config, context)
 
-    async def _attempt(self, probe: Probe) -> Attempt:
+    async def _attempt(
+        self,
+        ip: str,
+        port: int,
+        sni: str,
+        config: ProbeConfig | None,
+        context: SSL.Context | None,
+    ) -> Attempt:
         """One connection, waiting for a free slot of this IP's cap."""
-        limit = self._per_ip.setdefault(probe.ip, DeferredSemaphore(self.max_per_ip))
+        limit = self._per_ip.setdefault(ip, DeferredSemaphore(self.max_per_ip))
         await maybe_deferred_to_future(limit.acquire())
         try:
             return await maybe_deferred_to_future(
-                probe_once(probe.ip, probe.port, probe.sni, self.config, self.context)
+                probe_once(ip, port, sni, config or self.config, context or self.context)
             )
         finally:
             limit.release()
             if limit.tokens == limit.limit and not limit.waiting:
-                del self._per_ip[probe.ip]  # keep the map as small as the IPs in flight
+                del self._per_ip[ip]  # keep the map as small as the IPs in flight
 
     @staticmethod
     async def _sleep(seconds: float) -> None:

@@ -61,6 +61,9 @@ class ProbeConfig:
     command_timeout: float = 30.0
     tls_timeout: float = 30.0
     probe_timeout: float = 120.0
+    # False for protocol conversations: after the handshake only QUIT, as the
+    # session's version and cipher are all they are for.
+    ehlo_after_tls: bool = True
 
     def __post_init__(self) -> None:
         # The name goes on the wire verbatim: no spaces or line ends (RFC 5321 §4.1.1.1).
@@ -181,7 +184,10 @@ class SmtpProbeProtocol(Protocol):
             return
         self._end_stage()
         self.attempt.tls = read_tls_facts(self.transport.getHandle())  # type: ignore[union-attr]
-        self.send_post_tls_ehlo()
+        if self.config.ehlo_after_tls:
+            self.send_post_tls_ehlo()
+        else:
+            self.send_quit()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         try:

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from schema.vocab import PRE_EHLO_STAGES, Category, ErrorCode, Flag, Stage
+from schema.vocab import (
+    PRE_EHLO_STAGES,
+    Category,
+    ErrorCode,
+    Flag,
+    ProtocolStatus,
+    Stage,
+    TlsVersion,
+)
 
 
 @dataclass(frozen=True)
@@ -112,3 +120,28 @@ class Probe:
     @property
     def final(self) -> Attempt:
         return self.attempts[-1]
+
+
+def protocol_status(attempt: Attempt | None) -> ProtocolStatus:
+    """What a conversation pinned to one version says of it (None: not tried, since
+    this OpenSSL cannot offer the version). Only a handshake that failed without a
+    timeout means the server refuses the version; anything earlier, or slower, is
+    an error that says nothing of it."""
+    if attempt is None:
+        return ProtocolStatus.UNTESTABLE
+    if attempt.tls is not None:
+        return ProtocolStatus.SUPPORTED
+    if attempt.error_stage == Stage.TLS and attempt.error != ErrorCode.TIMEOUT:
+        return ProtocolStatus.NOT_SUPPORTED
+    return ProtocolStatus.ERROR
+
+
+@dataclass
+class ProtocolScan:
+    """The conversations with one IP:port pinned to each TLS version, oldest first;
+    a version's attempt is None when it could not be offered."""
+
+    ip: str
+    port: int
+    sni: str
+    tries: list[tuple[TlsVersion, Attempt | None]] = field(default_factory=list)

@@ -18,6 +18,7 @@ from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from zope.interface import implementer
 
 from crawler.smtp.facts import TlsFacts
+from schema.vocab import TlsVersion
 
 # No anonymous, unencrypted or pre-shared-key suites; everything else,
 # however weak, so that a weak server yields a session whose weakness is recorded.
@@ -46,6 +47,44 @@ def client_context() -> SSL.Context:
     """The one client context of the process, shared by every probe: building
     one per probe is costly (DESIGN.md, "Known pitfalls")."""
     return legacy_context()
+
+
+# OpenSSL's number for each version a protocol conversation pins (min = max).
+_PROTOCOL_NUMBERS = {
+    TlsVersion.SSLV3: SSL.SSL3_VERSION,
+    TlsVersion.TLSV1: SSL.TLS1_VERSION,
+    TlsVersion.TLSV1_1: SSL.TLS1_1_VERSION,
+    TlsVersion.TLSV1_2: SSL.TLS1_2_VERSION,
+    TlsVersion.TLSV1_3: SSL.TLS1_3_VERSION,
+}
+
+
+@functools.cache
+def pinned_context(version: TlsVersion) -> SSL.Context | None:
+    """The shared client context offering exactly `version` (the legacy cipher list at
+    TLS <= 1.2, OpenSSL's suites at 1.3); None when this OpenSSL cannot offer it
+    (SSLv3 in today's builds): such a version is untestable, and no connection is made."""
+    context = legacy_context()
+    try:
+        context.set_min_proto_version(_PROTOCOL_NUMBERS[version])
+        context.set_max_proto_version(_PROTOCOL_NUMBERS[version])
+    except SSL.Error:
+        return None  # a version this OpenSSL was built without
+    return context if _writes_client_hello(context) else None
+
+
+def _writes_client_hello(context: SSL.Context) -> bool:
+    """Whether a handshake from this context gets as far as its ClientHello: a version
+    OpenSSL knows but will not use (no cipher for it, or disabled) fails here."""
+    connection = SSL.Connection(context, None)  # memory BIO: nothing is sent
+    connection.set_connect_state()
+    try:
+        connection.do_handshake()
+    except SSL.WantReadError:
+        return bool(connection.bio_read(1 << 16))  # the ClientHello, waiting for a reply
+    except SSL.Error:
+        return False
+    return False
 
 
 def sni_name(mx_host: str) -> bytes | None:

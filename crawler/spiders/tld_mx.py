@@ -2,6 +2,7 @@
 
     scrapy crawl tld_mx -a domains=PATH_OR_URL [-a label=… | -a label_column=…]
                         [-a column=…] [-a weight_column=…] [-a run=NAME] [-a shard=K/N]
+                        [-a depth=protocols]
 
 The spider only routes: the `dns` handler resolves, the `smtp` handler
 probes, pipelines judge and store. The list is read lazily, as the scheduler
@@ -35,14 +36,26 @@ from crawler.coordination import file_sha256, run_coordinator
 from crawler.domainlist import DomainList, Entry, ListError, domain_hash, parse_shard, read_domains
 from crawler.handlers.dns import DnsResponse, build_resolver
 from crawler.handlers.smtp import SmtpResponse, probe_config
-from crawler.items import DomainItem, ProbeItem, StoredProbe, StoredProbesItem, TargetsItem
+from crawler.items import (
+    DomainItem,
+    ProbeItem,
+    ProtocolsItem,
+    StoredProbe,
+    StoredProbesItem,
+    TargetsItem,
+)
 from crawler.recent import Interner
 from crawler.scheduling import new_run_name
 from crawler.targets import Exclusions, TargetPolicy
+from schema.vocab import Depth
 
 logger = logging.getLogger(__name__)
 
 PROBE_PRIORITY = 10  # probes of known MX hosts go before new domains
+# An IP's protocol conversations come after the probes waiting, before new domains.
+PROTOCOLS_PRIORITY = 5
+# What a first probe's wire outcome says of STARTTLS: advertised (TLS, or it failed).
+ADVERTISED = frozenset({"tls", "failure"})
 # Each handler's requests share one download slot (settings.DOWNLOAD_SLOTS says why).
 DNS_META = {"download_slot": "dns"}
 
@@ -93,7 +106,23 @@ ARGUMENTS = {
     "weight_column": "the list's column of weights (e.g. mail volume)",
     "run": "the run to start, resume or join (another shard); default: a new run",
     "shard": "K/N: this crawl takes the K-th of N parts of the list",
+    "depth": "protocols: also try each TLS version on every STARTTLS server (4 more "
+    "connections per IP)",
 }
+
+
+def parse_depth(value: str | None) -> frozenset[Depth]:
+    """`-a depth=protocols[,…]`: the opt-in measurements; raises UsageError."""
+    depth = set()
+    for part in (value or "").split(","):
+        if not (name := part.strip().lower()):
+            continue
+        try:
+            depth.add(Depth(name))
+        except ValueError:
+            known = ", ".join(Depth)
+            raise UsageError(f"-a depth={value}: unknown depth {name!r}; known: {known}") from None
+    return frozenset(depth)
 
 
 class TldMxSpider(scrapy.Spider):
@@ -108,6 +137,7 @@ class TldMxSpider(scrapy.Spider):
         weight_column: str | None = None,
         run: str | None = None,
         shard: str | None = None,
+        depth: str | None = None,
         _job: str | None = None,  # given by scrapyd, stored with the crawl
         _version: str | None = None,  # given by scrapyd when a version is asked for
         **kwargs: Any,
@@ -127,6 +157,8 @@ class TldMxSpider(scrapy.Spider):
             self.shard = parse_shard(shard) if shard else None
         except ValueError as e:
             raise UsageError(str(e)) from e
+        self.depth = parse_depth(depth)
+        self.protocols = Depth.PROTOCOLS in self.depth
         self.source = domains
         self.label = label
         self.run_name = run
@@ -303,6 +335,30 @@ class TldMxSpider(scrapy.Spider):
             priority=PROBE_PRIORITY,
         )
 
+    def _protocols_request(self, ip: str, port: int, sni: str) -> scrapy.Request:
+        return scrapy.Request(
+            smtp_url(ip, port),
+            callback=self.parse_protocols,
+            errback=self.request_failed,
+            meta={"sni": sni, "protocols": True, "download_slot": "smtp"},
+            priority=PROTOCOLS_PRIORITY,
+        )
+
+    def parse_protocols(self, response: SmtpResponse) -> Iterator[Any]:
+        if response.held_by is not None:
+            self.crawler.stats.inc_value("mxcensus/protocols/waited_for_other_crawl")
+            self._schedule_later(response.request, self.claim_wait)
+            return
+        scan = response.protocols
+        if scan is None:  # the run tried this IP:port's versions before
+            self.crawler.stats.inc_value("mxcensus/protocols/from_run")
+            return
+        self.crawler.stats.inc_value("mxcensus/protocols/scanned")
+        for _, attempt in scan.tries:
+            if attempt is not None:
+                self.crawler.stats.inc_value("mxcensus/protocols/connections")
+        yield ProtocolsItem(scan)
+
     def parse_probe(self, response: SmtpResponse) -> Iterator[Any]:
         request, probe = response.request, response.probe
         ip = urlparse_ip(response.url)
@@ -328,7 +384,8 @@ class TldMxSpider(scrapy.Spider):
         if probe.sni == state.snis[0]:
             tls = probe.final.tls
             leaf = certificate_names(tls.chain_der[0]) if tls and tls.chain_der else None
-            yield from self._first_done(ip, state, leaf)
+            advertised = str(probe.final.outcome or "tls") in ADVERTISED
+            yield from self._first_done(ip, state, leaf, (probe.port, advertised))
 
     def _committed(self, state: _IpProbes, committed: tuple[StoredProbe, ...]) -> Iterator[Any]:
         """The run probed this IP before (another crawl, or before a resume): its
@@ -343,14 +400,28 @@ class TldMxSpider(scrapy.Spider):
         state.snis = snis
         first = committed[0]
         yield from self._first_done(
-            first.ip, state, first.leaf_names if first.wire_outcome == "tls" else None
+            first.ip,
+            state,
+            first.leaf_names if first.wire_outcome == "tls" else None,
+            (first.port, first.wire_outcome in ADVERTISED),
         )
 
-    def _first_done(self, ip: str, state: _IpProbes, leaf: tuple[str, ...] | None) -> Iterator[Any]:
+    def _first_done(
+        self,
+        ip: str,
+        state: _IpProbes,
+        leaf: tuple[str, ...] | None,
+        starttls: tuple[int, bool],
+    ) -> Iterator[Any]:
+        """The IP's first probe is in (`starttls`: its port, and whether it saw STARTTLS
+        advertised): SNI re-probes for the names waiting, then the protocol scan."""
         names, state.names = state.names or (), None
         state.leaf_names = leaf and self._shared(leaf)  # one copy per provider
         for name in sorted(names):
             yield from self._reprobe(ip, state, name)
+        port, advertised = starttls
+        if self.protocols and advertised:
+            yield self._protocols_request(ip, port, state.snis[0])
         self._settle(ip, state)
 
     # --- requests asked again later, through the scheduler ----------------------
