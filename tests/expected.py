@@ -138,9 +138,9 @@ class Protocols:
     def units(self) -> dict[str, Matrix]:
         """Per unit kind ('mx_host', 'ip'): each unit tried and its status per version."""
         ips_of: dict[str, set[str]] = defaultdict(set)
-        for t in self.expected.targets:
-            if t.ip in self.matrix and t.category is not None:
-                ips_of[t.mx_host].add(t.ip)
+        for ip, hosts in self.hosts_of_ip().items():
+            for host in hosts:
+                ips_of[host].add(ip)
         hosts = {
             host: {
                 v: min(
@@ -201,4 +201,46 @@ class Protocols:
             accepted = [[v for v in VERSIONS if u.get(v) == "supported"] for u in units.values()]
             found[unit, "highest"] = Counter(a[-1] for a in accepted if a)
             found[unit, "lowest"] = Counter(a[0] for a in accepted if a)
+        return found
+
+    def ciphers(self, picked: dict[str, dict[str, str]]) -> dict[tuple[str, str], dict[str, int]]:
+        """(version, cipher) -> IPs that picked it there and MX hosts they serve, from
+        `picked` {ip: {version: cipher}} (what each server logged)."""
+        hosts_of = self.hosts_of_ip()
+        found: dict[tuple[str, str], dict[str, Any]] = defaultdict(
+            lambda: {"ips": 0, "mx_hosts": set()}
+        )
+        for ip, versions in picked.items():
+            for v, cipher in versions.items():
+                found[v, cipher]["ips"] += 1
+                found[v, cipher]["mx_hosts"] |= hosts_of[ip]
+        return {k: {"ips": r["ips"], "mx_hosts": len(r["mx_hosts"])} for k, r in found.items()}
+
+    def forward_secrecy(
+        self, picked: dict[str, dict[str, str]]
+    ) -> dict[tuple[str, str], tuple[int, int]]:
+        """(unit, version) -> (units accepting it, of those with forward secrecy): an IP
+        when its suite has it (ECDHE, DHE, any TLS 1.3 suite), an MX host when every one
+        of its IPs accepting the version does."""
+        fs = {
+            (ip, v): v == "TLSv1.3" or cipher.startswith(("ECDHE-", "DHE-"))
+            for ip, versions in picked.items()
+            for v, cipher in versions.items()
+        }
+        found = {}
+        for v in VERSIONS:
+            ips = [ip for ip in picked if v in picked[ip]]
+            found["ip", v] = (len(ips), sum(1 for ip in ips if fs[ip, v]))
+            hosts: dict[str, list[bool]] = defaultdict(list)
+            for ip in ips:
+                for host in self.hosts_of_ip()[ip]:
+                    hosts[host].append(fs[ip, v])
+            found["mx_host", v] = (len(hosts), sum(1 for h in hosts.values() if all(h)))
+        return found
+
+    def hosts_of_ip(self) -> dict[str, set[str]]:
+        found: dict[str, set[str]] = defaultdict(set)
+        for t in self.expected.targets:
+            if t.ip in self.matrix and t.category is not None:
+                found[t.ip].add(t.mx_host)
         return found
