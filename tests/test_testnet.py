@@ -720,6 +720,9 @@ def test_dispatch_serves_each_address_as_its_server(tmp_path: Path) -> None:
     by_server = Counter(c["server"] for c in log)
     assert by_server == {"small": 3, "other": 2, "dead": 1, "(no server)": 1}
     assert {c["ip"] for c in log if c["tls"]} == {"127.9.0.1"}
+    # The ClientHello is peeked at through the dispatcher too.
+    offers = [c["offered"] for c in log if c["tls"]]
+    assert len(offers) == 2 and all("TLSv1.2" in o and "TLSv1.3" in o for o in offers)
     assert {c["ip"] for c in log if c["server"] == "(no server)"} == {"127.9.0.2"}
 
 
