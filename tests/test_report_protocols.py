@@ -279,3 +279,49 @@ def test_a_run_without_the_depth_says_how_to_get_it(scan, tmp_path):
     assert report(scan.url, "--run", str(scan.run_id), "--html", str(tmp_path)).returncode == 0
     html = (tmp_path / "index.html").read_text(encoding="utf-8")
     assert "protocol_support" not in html and not (tmp_path / "protocol_support.png").exists()
+
+
+def test_a_run_with_the_depth_and_no_starttls_server_reports_zeros(tmp_path):
+    """The depth ran but no IP advertised STARTTLS (or the crawl stopped at once): the
+    section is there with nothing tried, every version 'not tried' (never 0 % accepted),
+    and no chart."""
+    from datetime import UTC, datetime
+
+    from schema.migrate import upgrade
+    from schema.models import Crawl, Run
+
+    url = f"sqlite:///{tmp_path / 'empty.sqlite'}"
+    engine = engine_for(url)
+    upgrade(engine)
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(Run.__table__.insert(), [{"name": "empty", "created_at": now}])
+        conn.execute(
+            Crawl.__table__.insert(),
+            [
+                {
+                    "run_id": 1,
+                    "source": "empty.txt",
+                    "started_at": now,
+                    "status": "finished",
+                    "versions": {},
+                    "settings": {},
+                    "depth": "protocols",
+                }
+            ],
+        )
+    data = report_json(url, "--run", "1")
+    assert {r["version"]: r["tested"] for r in data["protocol_support"]} == {
+        v: "not tried" for v in VERSIONS
+    }
+    assert all(r["mx_host_share"] is None for r in data["protocol_support"])
+    assert {r["measure"]: (r["mx_host"], r["ip"]) for r in data["protocol_hosts"]} == {
+        m: (0, 0)
+        for m in ("starttls", "tried", "accept_any", "accept_none", "refuse_all", "no_answer")
+    }
+    assert data["protocol_ciphers"] == []
+    html = tmp_path / "html"
+    assert report(url, "--run", "1", "--html", str(html)).returncode == 0
+    page = (html / "index.html").read_text(encoding="utf-8")
+    assert '<section id="protocol_support">' in page
+    assert not (html / "protocol_support.png").exists()
