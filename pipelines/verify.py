@@ -25,18 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.bindings.openssl.binding import Binding
 from OpenSSL import crypto
 
 from crawler.certnames import name_matches, presented_names
 from pipelines.certinfo import key_facts
+from pipelines.openssl_adapter import NO_CHECK_TIME, clear_error_queue
 from schema.vocab import Reason
-
-# The OpenSSL that pyOpenSSL uses (pyOpenSSL reaches it through the same binding).
-_LIB = Binding().lib
-# openssl/x509_vfy.h (OpenSSL >= 1.1.0): skip every validity-date check. pyOpenSSL's
-# X509StoreFlags does not name it; X509Store.set_flags takes the raw flag.
-_X509_V_FLAG_NO_CHECK_TIME = 0x200000
 
 # OpenSSL verify errors that are dates: they stop verification before trust is known.
 _DATE_ERRORS = {
@@ -109,7 +103,7 @@ class TrustStore:
         for root in self.roots:
             store.add_cert(root)
         if when is None:
-            store.set_flags(_X509_V_FLAG_NO_CHECK_TIME)
+            store.set_flags(NO_CHECK_TIME)
         else:
             store.set_time(when)
         return store
@@ -230,7 +224,7 @@ def _verify(
         # the next SSL_get_error() on this thread — the reactor's, TLS probes included —
         # report SSL_ERROR_SSL for a healthy connection (SSL_get_error(3): the queue must
         # be empty before a TLS I/O operation), and taint the next crypto.Error text.
-        _LIB.ERR_clear_error()
+        clear_error_queue()
     return None
 
 

@@ -10,6 +10,7 @@ real TLS (certificates made here with `cryptography`), spinning the reactor with
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import socket
 import subprocess
@@ -43,14 +44,14 @@ from crawler.smtp.client import (
     connect_error_code,
     probe_once,
 )
-from crawler.smtp.facts import Attempt, Reply
+from crawler.smtp.facts import Attempt, Reply, protocol_status
 from crawler.smtp.tls import (
     SniConnectionCreator,
     client_context,
     has_forward_secrecy,
     sni_name,
 )
-from schema.vocab import Category, ErrorCode, Stage
+from schema.vocab import Category, ErrorCode, ProtocolStatus, Stage
 from tests.reactor import spin, wait
 
 EHLO_NAME = "probe.example.net"
@@ -495,6 +496,43 @@ def test_tls_success_reads_facts_and_quits() -> None:
     assert attempt.timings["post_tls_ehlo"] == 1
     assert attempt.outcome not in WIRE_CATEGORIES  # TLS: the certificate decides
     assert attempt.flags == ()
+
+
+def test_a_protocol_conversation_quits_right_after_the_handshake() -> None:
+    """`ehlo_after_tls=False` (the conversations pinned to one TLS version): the
+    session is all they are for, so QUIT follows the handshake, nothing else."""
+    c = converse(dataclasses.replace(CONFIG, ehlo_after_tls=False))
+    c.receive(b"220 mx.example.org ESMTP\r\n")
+    c.receive(b"250-mx.example.org\r\n250 STARTTLS\r\n")
+    c.receive(b"220 go ahead\r\n")
+    c.protocol.handshakeCompleted()
+    assert c.written() == EHLO + STARTTLS + QUIT
+    c.receive(b"221 bye\r\n")
+    attempt = c.lose()
+    assert attempt.tls is not None and attempt.tls.version == "TLSv1.2"
+    assert attempt.quit_sent and attempt.post_tls_ehlo is None
+    assert protocol_status(attempt) is ProtocolStatus.SUPPORTED
+
+
+@pytest.mark.parametrize(
+    ("script", "status"),
+    [
+        # After the 220 to STARTTLS the handshake fails: the server refuses the version.
+        (lambda c: (c.receive(b"220 go ahead\r\n"), c.lose(SSL.Error([]))), "not_supported"),
+        # A handshake that never ends says nothing of the version.
+        (lambda c: (c.receive(b"220 go ahead\r\n"), c.clock.advance(25)), "error"),
+        # Refused before any handshake: nothing learned of the version either.
+        (lambda c: c.receive(b"454 TLS not available\r\n"), "error"),
+    ],
+    ids=["handshake_failed", "handshake_timeout", "starttls_454"],
+)
+def test_a_protocol_status_follows_where_the_conversation_ended(script, status) -> None:
+    c = ready_for_starttls()
+    script(c)
+    if not c.results:
+        c.lose()
+    assert protocol_status(c.results[0]) == status
+    assert protocol_status(None) is ProtocolStatus.UNTESTABLE
 
 
 def test_post_tls_ehlo_refused_only_flags() -> None:
