@@ -20,7 +20,7 @@ from schema.examples import run_query
 from schema.vocab import TlsVersion
 
 VERSIONS = tuple(str(v) for v in TlsVersion)  # oldest first
-UNIT_TITLES = {"mx_host": "MX hosts", "ip": "IPs"}
+UNITS = ("mx_host", "ip")
 SHORT = {"mx_host": "MX", "ip": "IPs"}  # in column titles
 HOW = (
     "Which TLS versions each server accepts, not just the best one: crawl with -a depth=protocols."
@@ -76,7 +76,7 @@ def support_table(result: list[dict[str, Any]]) -> Table:
     for version in VERSIONS:
         row: dict[str, Any] = {"version": version}
         tries = untestable = 0
-        for unit in UNIT_TITLES:
+        for unit in UNITS:
             r = cell.get((unit, version)) or {}
             tried = int(r.get("tried") or 0)
             tries += tried
@@ -126,21 +126,14 @@ def units_table(result: list[dict[str, Any]]) -> Table:
     by_unit = {r["unit"]: r for r in result}
     for r in by_unit.values():
         r["accept_none"] = (r["tried"] or 0) - (r["accept_any"] or 0)
-    rows = [
-        {
-            "measure": m,
-            "description": d,
-            **{
-                key: value
-                for unit in UNIT_TITLES
-                for key, value in (
-                    (unit, by_unit[unit][m]),
-                    (f"{unit}_share", share(by_unit[unit][m], by_unit[unit][of]) if of else None),
-                )
-            },
-        }
-        for m, d, of in UNIT_MEASURES
-    ]
+    rows = []
+    for measure, description, of in UNIT_MEASURES:
+        row: dict[str, Any] = {"measure": measure, "description": description}
+        for unit in UNITS:
+            n = by_unit[unit]
+            row[unit] = n[measure]
+            row[f"{unit}_share"] = share(n[measure], n[of]) if of else None
+        rows.append(row)
     return table(
         "protocol_hosts",
         "STARTTLS hosts tried for protocol support, and those that accept no version",
@@ -162,13 +155,13 @@ def range_table(result: list[dict[str, Any]], untestable: set[str]) -> Table:
     n = {(r["unit"], r["bound"], VERSIONS[int(r["version_rank"])]): r["n"] for r in result}
     totals = {
         (unit, bound): sum(v for (u, b, _), v in n.items() if (u, b) == (unit, bound))
-        for unit in UNIT_TITLES
+        for unit in UNITS
         for bound in ("highest", "lowest")
     }
     rows = []
     for version in VERSIONS:
         row: dict[str, Any] = {"version": version}
-        for unit in UNIT_TITLES:
+        for unit in UNITS:
             for bound in ("highest", "lowest"):
                 count = None if version in untestable else n.get((unit, bound, version), 0)
                 row[f"{unit}_{bound}"] = count
@@ -226,7 +219,7 @@ def forward_secrecy_table(result: list[dict[str, Any]], untestable: set[str]) ->
     rows = []
     for version in VERSIONS:
         row: dict[str, Any] = {"version": version}
-        for unit in UNIT_TITLES:
+        for unit in UNITS:
             r = cell.get((unit, version)) or {}
             zero = None if version in untestable else 0  # untestable: no count, not 0
             row[f"{unit}_accept"] = r.get("n", zero)
