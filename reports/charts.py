@@ -380,10 +380,16 @@ def labels(report: Report) -> Figure | None:
         bars = left.bar(
             [x + (k - 0.5) * width for x in xs], shares, width, color=colour, label=title
         )
-        left.bar_label(bars, labels=[f"{100 * s:.0f}%" for s in shares], padding=2, fontsize=8)
+        left.bar_label(  # upright when many labels: two decimals need the room
+            bars,
+            labels=[pct(s) for s in shares],
+            padding=2,
+            fontsize=7.5,
+            rotation=90 if len(rows) > 6 else 0,
+        )
     left.set_xticks(xs, names)
     left.yaxis.set_major_formatter(lambda y, _: f"{100 * y:.0f}%")
-    left.set_ylim(0, 1.15)
+    left.set_ylim(0, 1.42 if len(rows) > 6 else 1.15)  # room for the legend
     _grid(left, "y", counts=False)
     left.legend(loc="upper left", ncols=2, frameon=False)
     left.set_title("STARTTLS by label")
