@@ -325,3 +325,37 @@ def test_a_run_with_the_depth_and_no_starttls_server_reports_zeros(tmp_path):
     page = (html / "index.html").read_text(encoding="utf-8")
     assert '<section id="protocol_support">' in page
     assert not (html / "protocol_support.png").exists()
+
+
+def test_a_version_some_scanners_could_not_offer_is_partly_untestable():
+    """Shards of one run on machines with different OpenSSL builds: where one could offer
+    SSLv3 and another could not, the share is of the units tried, and the version says
+    it was only partly testable; where no unit could be offered it, no count at all."""
+    from reports.protocols import support_table
+
+    def counts(unit, version, tried, supported, untestable):
+        return {
+            "unit": unit,
+            "version": version,
+            "tried": tried,
+            "supported": supported,
+            "not_supported": tried - supported,
+            "error": 0,
+            "untestable": untestable,
+        }
+
+    result = [
+        counts("mx_host", "SSLv3", 2, 1, 3),
+        counts("ip", "SSLv3", 2, 1, 4),
+        counts("mx_host", "TLSv1.2", 5, 5, 0),
+        counts("ip", "TLSv1.2", 6, 6, 0),
+        counts("mx_host", "TLSv1.3", 0, 0, 5),
+        counts("ip", "TLSv1.3", 0, 0, 6),
+    ]
+    rows = {r["version"]: r for r in support_table(result).rows}
+    assert rows["SSLv3"]["tested"] == "partly untestable"
+    assert (rows["SSLv3"]["ip_tried"], rows["SSLv3"]["ip_share"]) == (2, 0.5)
+    assert rows["TLSv1.2"]["tested"] == "tested" and rows["TLSv1.2"]["mx_host_share"] == 1.0
+    assert rows["TLSv1.3"]["tested"] == "untestable"
+    assert rows["TLSv1.3"]["mx_host_supported"] is None and rows["TLSv1.3"]["ip_share"] is None
+    assert rows["TLSv1"]["tested"] == "not tried"  # no row at all
