@@ -35,7 +35,9 @@ class Command(ScrapyCommand):
         return (
             "Print the report of the latest run (or --run, or the latest run with a domain "
             "labelled --label): the Italian study's table, Facebook's Figures 1-4, key sizes, "
-            "verification results, protocol versions, cipher suites, connection errors and the "
+            "verification results, protocol versions, protocol support (a run crawled with -a "
+            "depth=protocols: the versions each host accepts, its highest and lowest, ciphers "
+            "and forward secrecy per version), cipher suites, connection errors and the "
             "comparison across labels. --compare RUN_A RUN_B shows what changed from A to B. "
             "--format csv writes one file per table into --output DIR; json prints one object "
             "keyed by table name (or writes DIR/report.json). --html DIR writes a "
