@@ -44,6 +44,10 @@ ASK_BATCH = 500  # asks answered in one transaction at most
 # the same for 10 asks as for 100, and a probe waits this long at most.
 ASK_GATHER = 0.1
 
+# The stat holding how this crawl's record ended (finished | interrupted | failed): the
+# crawl command's exit status follows it. Outside `mxcensus/`, which the record counts.
+STATUS_STAT = "crawl_status"
+
 # A domain with these is asked again when its run is resumed: the answer may come now.
 RETRIED_STATUSES = (str(DomainStatus.DNS_TIMEOUT), str(DomainStatus.SERVFAIL))
 
@@ -146,6 +150,7 @@ class RunCoordinator:
         if self.engine is None:
             return
         await self._in_thread(self._close, status, reason, counts)
+        self.crawler.stats.set_value(STATUS_STAT, status)
         self._held.clear()
         self.engine.dispose()
 

@@ -26,6 +26,15 @@ ITEM_PIPELINES = {
     "pipelines.store.StorePipeline": 800,
 }
 
+# `-o items.jsonl` / `.json` / `.csv`: the items as plain JSON values (crawler/exporters.py)
+FEED_EXPORTERS = {
+    "json": "crawler.exporters.JsonExporter",
+    "jsonlines": "crawler.exporters.JsonLinesExporter",
+    "jsonl": "crawler.exporters.JsonLinesExporter",
+    "jl": "crawler.exporters.JsonLinesExporter",
+    "csv": "crawler.exporters.CsvExporter",
+}
+
 # --- DNS (dnspython through the `dns` download handler) -------------------
 DNS_NAMESERVERS = ""  # "ip", "ip:port" or "[ipv6]:port", comma-separated; "" = system resolver
 DNS_TIMEOUT = 5.0  # seconds per try (Scrapy's own resolver reads the same name)
@@ -119,4 +128,10 @@ STATS_CLASS = "crawler.stats.CrawlStats"  # Scrapy's, without a per-access shim 
 # Startup objects frozen, young collections every this many allocations (crawler/heap.py);
 # 0 = Python's defaults (700).
 GC_YOUNG_THRESHOLD = 10_000
-EXTENSIONS = {"crawler.heap.GarbageCollector": 0}
+# Scrapy's "Crawled N pages" line gives way to the crawl's own (crawler/progress.py).
+PROGRESS_INTERVAL = 60.0  # seconds between progress lines in the log; 0 = none
+EXTENSIONS = {
+    "crawler.heap.GarbageCollector": 0,
+    "scrapy.extensions.logstats.LogStats": None,
+    "crawler.progress.Progress": 500,
+}

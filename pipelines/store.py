@@ -22,10 +22,12 @@ from typing import Any
 from scrapy import signals
 from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
 from sqlalchemy import Engine, Table, text
+from sqlalchemy.exc import SQLAlchemyError
+from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
-from crawler.coordination import run_coordinator
+from crawler.coordination import STATUS_STAT, run_coordinator
 from crawler.items import DomainItem, ProbeItem, StoredProbesItem, TargetsItem
 from crawler.recent import RecentSet
 from pipelines.certinfo import describe, sha256_hex
@@ -118,6 +120,7 @@ class StorePipeline:
         self._queued = 0  # batches handed to the writer and not yet written
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="mxcensus-store")
         self._timer: Any = None
+        self._ending: Any = None  # the Deferred recording the crawl's end, once started
         crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
 
     @classmethod
@@ -132,6 +135,9 @@ class StorePipeline:
 
         self._pool.start()
         reactor.addSystemEventTrigger("during", "shutdown", self._pool.stop)
+        # A second Ctrl-C stops the reactor at once, before the spider closes: what is
+        # buffered is still written and the crawl recorded, never left `running`.
+        reactor.addSystemEventTrigger("before", "shutdown", self._forced_stop)
         self.run_id, self.crawl_id = await self.run.open(self.crawler.spider)
         self.engine = engine_for(self.url)
         logger.info(
@@ -166,18 +172,48 @@ class StorePipeline:
 
     async def spider_closed(self, spider: Any, reason: str) -> None:
         """Record how the crawl ended (the reason is known only now)."""
-        if self.engine is None:
+        if self.engine is None or self._ending is not None:
             return
         status = CRAWL_STATUS.get(reason, "interrupted" if "closespider" in reason else "failed")
+        self._ending = deferred_from_coro(self._record_end(status, reason, analyze=True))
+        await maybe_deferred_to_future(self._ending)
+
+    def _forced_stop(self) -> Any:
+        """Before the reactor stops: the crawl's end is recorded, or being recorded."""
+        if self.engine is None:
+            return None
+        if self._ending is None:  # the reactor stops before the spider closed
+            logger.warning("stopping at once: writing what is buffered, then the crawl's record")
+            self._ending = deferred_from_coro(self._record_end("interrupted", "forced_shutdown"))
+        waited: Any = Deferred()
+        self._ending.addBoth(lambda result: (waited.callback(None), result)[1])
+        return waited
+
+    async def _record_end(self, status: str, reason: str, analyze: bool = False) -> None:
+        assert self.engine is not None
+        if not self._closing:  # close_spider never ran
+            await self.close_spider()
         # A lost batch, or a request that failed (its targets stay unjudged): the
         # run is not whole. Run the same command again to finish it.
         if self.lost or self.crawler.stats.get_value("mxcensus/requests/failed"):
             status = "failed"
-        await self.run.close(status, reason, self._counts(spider))
         try:
-            await self._in_thread(self._analyze)
-        except Exception as e:  # statistics only speed up the views
-            logger.warning("ANALYZE failed: %s", e)
+            await self.run.close(status, reason, self._counts(self.crawler.spider))
+        except SQLAlchemyError as e:  # the database is gone or full: say so, in one line
+            logger.error(
+                "could not record the crawl's end (%s) in %s: %s; it shows as `running` there "
+                "until RUN_LEASE lapses, then as dead (scrapy summary)",
+                status,
+                self.engine.url.render_as_string(hide_password=True),
+                first_line(e),
+            )
+            self.crawler.stats.set_value(STATUS_STAT, "failed")
+            analyze = False
+        if analyze:
+            try:
+                await self._in_thread(self._analyze)
+            except Exception as e:  # statistics only speed up the views
+                logger.warning("ANALYZE failed: %s", e)
         self.engine.dispose()
 
     # --- buffering -----------------------------------------------------------
@@ -240,7 +276,9 @@ class StorePipeline:
     def _write_failed(self, failure: Any, batch: Rows) -> None:
         rows = sum(len(r) for r in batch.values())
         logger.error(
-            "could not write %d rows to %s: %s; the crawl is failed",
+            "could not write %d rows to %s: %s; the crawl is failed. Once the database can be "
+            "written again, the same command with -a run=RUN (scrapy summary names it) "
+            "finishes the run",
             rows,
             self.engine.url.render_as_string(hide_password=True) if self.engine else self.url,
             failure.getErrorMessage().splitlines()[0],

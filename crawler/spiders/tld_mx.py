@@ -150,6 +150,7 @@ class TldMxSpider(scrapy.Spider):
                 )
             # Open the file now: a missing file or column fails before the crawl starts.
             self.domain_list = self._open_list(domains)
+            self._check_not_empty(domains, domains)
             self.list_sha256 = file_sha256(domains)
 
     @classmethod
@@ -188,17 +189,32 @@ class TldMxSpider(scrapy.Spider):
     def _is_url(source: str) -> bool:
         return source.startswith(("http://", "https://"))
 
-    def _open_list(self, source: str | bytes, name: str | None = None) -> DomainList:
+    def _open_list(
+        self, source: str | bytes, name: str | None = None, **options: Any
+    ) -> DomainList:
         try:
-            return read_domains(source, name=name, **self.list_options)
+            return read_domains(source, name=name, **{**self.list_options, **options})
         except ListError as e:
             raise UsageError(str(e)) from e
+
+    def _check_not_empty(self, source: str | bytes, name: str) -> None:
+        """A list without one valid domain is a mistake (a wrong file or column), not an
+        empty run to report; a shard that happens to get none is fine. Reading stops at
+        the first valid domain."""
+        whole = self._open_list(source, name, shard=None)
+        if next(iter(whole), None) is None:
+            stats = whole.stats
+            raise UsageError(
+                f"{name}: no valid domain in the list ({stats.lines} lines, {stats.invalid} "
+                "invalid): give one domain a line, or a table with -a column=NAME"
+            )
 
     async def start(self) -> AsyncIterator[Any]:
         await self.run.open(self)
         if self.domain_list is None:
             body = await self._fetch_list()
             await self.run.list_read(hashlib.sha256(body).hexdigest())
+            self._check_not_empty(body, self.source)
             self.domain_list = self._open_list(body, name=self.source)
         for item_or_request in self._resume_targets():
             yield item_or_request
