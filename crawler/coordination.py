@@ -126,6 +126,15 @@ class RunCoordinator:
         await self._opened
         return self.run_id, self.crawl_id
 
+    async def reload_resume(self) -> None:
+        """Load again what the run holds (rows replayed from a spool were added to it)."""
+        await self._in_thread(self._reload_resume)
+
+    def _reload_resume(self) -> None:
+        assert self.engine is not None
+        with self.engine.connect() as conn:
+            self.resume = _load_resume(conn, self.run_id)
+
     async def list_read(self, sha256: str) -> None:
         """A list fetched by URL is known only now: check it against the run's."""
         await self._in_thread(self._list_read, sha256)

@@ -14,6 +14,7 @@ DATABASE_URL = "sqlite:///mxcensus.sqlite"
 DATABASE_BATCH_SIZE = 2000  # rows per write (all tables together)
 DATABASE_FLUSH_INTERVAL = 2.0  # seconds between writes of a partial batch
 DATABASE_RETRY_FOR = 300.0  # seconds a batch is retried (dropped connection, failover)
+DATABASE_SPOOL_DIR = "."  # where rows go when the database is lost (replayed by the next crawl)
 DATABASE_DEDUP_CACHE = 20_000  # shared rows per table remembered as written (2x at most)
 
 # --- The run: several crawls (shards, resumes) as one measurement ----------

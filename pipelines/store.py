@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from scrapy import signals
@@ -32,6 +33,7 @@ from crawler.items import DomainItem, ProbeItem, StoredProbesItem, TargetsItem
 from crawler.recent import RecentSet
 from pipelines.certinfo import describe, sha256_hex
 from pipelines.rows import Rows, domain_rows, probe_rows, target_rows
+from pipelines.spool import append, batches, spool_path, spooled
 from schema.db import engine_for, first_line, merge_statement, retrying
 from schema.models import Base
 
@@ -105,6 +107,7 @@ class StorePipeline:
         self.batch_size = settings.getint("DATABASE_BATCH_SIZE")
         self.flush_interval = settings.getfloat("DATABASE_FLUSH_INTERVAL")
         self.retry_for = settings.getfloat("DATABASE_RETRY_FOR")
+        self.spool_dir = settings.get("DATABASE_SPOOL_DIR") or "."
         self.engine: Engine | None = None
         self.run = run_coordinator(crawler)
         self.run_id = self.crawl_id = 0
@@ -140,6 +143,11 @@ class StorePipeline:
         reactor.addSystemEventTrigger("before", "shutdown", self._forced_stop)
         self.run_id, self.crawl_id = await self.run.open(self.crawler.spider)
         self.engine = engine_for(self.url)
+        try:
+            if await self._in_thread(self._replay):
+                await self.run.reload_resume()  # the replayed rows count as done
+        except (SQLAlchemyError, OSError) as e:  # kept for the next crawl; this one goes on
+            logger.error("could not replay the run's spool: %s", first_line(e))
         logger.info(
             "storing run %s (crawl %s) in %s",
             self.run_id,
@@ -204,7 +212,7 @@ class StorePipeline:
                 "could not record the crawl's end (%s) in %s: %s; it shows as `running` there "
                 "until RUN_LEASE lapses, then as dead (scrapy summary)",
                 status,
-                self.engine.url.render_as_string(hide_password=True),
+                self._shown_url(),
                 first_line(e),
             )
             self.crawler.stats.set_value(STATUS_STAT, "failed")
@@ -255,16 +263,16 @@ class StorePipeline:
         previous = self._writing
 
         def write(_: Any = None) -> Any:
-            return self._in_thread_deferred(self._write, batch)
+            return self._in_thread_deferred(self._write_or_spool, batch)
 
         def written(result: Any) -> Any:
             self._queued -= 1
             return result
 
-        def committed(result: Any) -> Any:
+        def committed(written_to_database: bool) -> None:
             # The run may now see these probes as done: their claims can go.
-            self.run.done((row["ip"], row["port"]) for row in batch.get("probes", ()))
-            return result
+            if written_to_database:
+                self.run.done((row["ip"], row["port"]) for row in batch.get("probes", ()))
 
         # Writes stay in order: each waits for the one before it.
         self._queued += 1
@@ -275,17 +283,19 @@ class StorePipeline:
 
     def _write_failed(self, failure: Any, batch: Rows) -> None:
         rows = sum(len(r) for r in batch.values())
-        logger.error(
-            "could not write %d rows to %s: %s; the crawl is failed. Once the database can be "
-            "written again, the same command with -a run=RUN (scrapy summary names it) "
-            "finishes the run",
-            rows,
-            self.engine.url.render_as_string(hide_password=True) if self.engine else self.url,
-            failure.getErrorMessage().splitlines()[0],
-        )
         self.lost += 1
         self.crawler.stats.inc_value("mxcensus/store/lost_batches")
-        self.crawler.stats.inc_value("mxcensus/store/lost_rows", rows)
+        kept = self._spool(batch)
+        logger.error(
+            "could not write %d rows to %s: %s; the crawl is failed. %s",
+            rows,
+            self._shown_url(),
+            failure.getErrorMessage().splitlines()[0],
+            f"The rows are kept in {kept}: the same command with -a run=RUN (scrapy summary "
+            "names it) replays them first, once the database can be written"
+            if kept
+            else "The rows are lost",
+        )
         if not self._closing:  # nothing more can be stored: stop probing now
             self._closing = True
             deferred_from_coro(self.crawler.engine.close_spider_async(reason="database_failed"))
@@ -304,6 +314,47 @@ class StorePipeline:
         """Write one batch in one transaction, retrying what a database may recover from."""
         assert self.engine is not None
         retrying(self._write_once, batch, retry_for=self.retry_for, on_retry=self._retrying)
+
+    def _write_or_spool(self, batch: Rows) -> bool:
+        """True when written; once the database is lost, later batches go straight to the
+        spool (each would otherwise wait DATABASE_RETRY_FOR in turn)."""
+        if self.lost:
+            self._spool(batch)
+            return False
+        self._write(batch)
+        return True
+
+    # --- the spool: rows kept when the database is lost ------------------------
+
+    def _spool(self, batch: Rows) -> Path | None:
+        """Keep a batch the database would not take; the file, or None if it cannot be."""
+        path = spool_path(self.spool_dir, self.url, self.run_id, self.crawl_id)
+        rows = sum(len(r) for r in batch.values())
+        try:
+            append(path, batch)
+        except OSError as e:
+            logger.error("could not keep %d rows in %s either: %s", rows, path, e.strerror or e)
+            self.crawler.stats.inc_value("mxcensus/store/lost_rows", rows)
+            return None
+        self.crawler.stats.inc_value("mxcensus/store/spooled_rows", rows)
+        return path
+
+    def _replay(self) -> int:
+        """Write what earlier crawls of the run spooled, oldest first; returns the rows.
+        A file goes once all of it is written."""
+        replayed = 0
+        for path in spooled(self.spool_dir, self.url, self.run_id):
+            rows = 0
+            for batch in batches(path):
+                self._write(batch)
+                rows += sum(len(r) for r in batch.values())
+            path.unlink()
+            logger.info("replayed %d rows from %s", rows, path)
+            replayed += rows
+        return replayed
+
+    def _shown_url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True) if self.engine else self.url
 
     def _write_once(self, batch: Rows) -> None:
         assert self.engine is not None

@@ -228,9 +228,11 @@ def test_a_full_disk_fails_the_crawl_cleanly(settings, spec, tmp_path, tmpfs):
     path = tmp_path / "all.txt"
     path.write_text("\n".join(spec.domain_lines) + "\n")
     url = f"sqlite:///{tmpfs / 'x.sqlite'}"
-    result = crawl(path, {**settings, "DATABASE_URL": url}, timeout=120)
+    spool = {"DATABASE_URL": url, "DATABASE_SPOOL_DIR": str(tmp_path)}
+    result = crawl(path, {**settings, **spool}, timeout=120)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
+    assert list(tmp_path.glob("mxcensus-spool-*.jsonl")), "the rows not written are kept"
     errors = [line for line in result.stderr.splitlines() if "] ERROR: " in line]
     assert errors and all(url in line and "database or disk is full" in line for line in errors)
     assert "; the crawl is failed" in errors[0]
