@@ -9,8 +9,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -237,3 +239,41 @@ def test_a_full_disk_fails_the_crawl_cleanly(settings, spec, tmp_path, tmpfs):
     assert errors and all(url in line and "database or disk is full" in line for line in errors)
     assert "; the crawl is failed" in errors[0]
     assert "Spider closed (database_failed)" in result.stderr
+
+
+class _Lists(BaseHTTPRequestHandler):
+    """/empty.txt: a list without a valid domain; anything else: 404."""
+
+    def do_GET(self) -> None:
+        if self.path != "/empty.txt":
+            self.send_error(404)
+            return
+        body = b"# nothing\nnot a domain\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "line"),
+    [
+        ("/empty.txt", 2, "/empty.txt: no valid domain in the list (2 lines, 1 invalid)"),
+        ("/missing.txt", 1, "/missing.txt: HTTP 404; check the URL, or download the list"),
+    ],
+)
+def test_a_list_url_that_is_no_list_or_not_there(settings, path, status, line):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Lists)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        result = crawl(f"http://127.0.0.1:{server.server_port}{path}", settings, timeout=60)
+    finally:
+        server.shutdown()
+    assert result.returncode == status
+    assert line in last_line(result)
+    with engine_for(settings["DATABASE_URL"]).connect() as conn:
+        recorded = conn.execute(text("SELECT status FROM crawls")).scalar_one()
+    assert recorded == "failed"

@@ -24,7 +24,7 @@ from scrapy.settings import BaseSettings
 from crawler import settings as project_settings
 from crawler.commands.db import unusable
 from crawler.coordination import STATUS_STAT
-from crawler.spiders.tld_mx import ARGUMENTS
+from crawler.spiders.tld_mx import ARGUMENTS, BAD_LIST, LIST_ERROR_STAT
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +65,11 @@ class Command(ScrapyCrawlCommand):
             self.exitcode = 1
             return
         self.exitcode = EXIT_STATUS.get(crawler.stats.get_value(STATUS_STAT), 1)
+        list_error = crawler.stats.get_value(LIST_ERROR_STAT)
+        if list_error:  # a list URL's: the reason again, as the last line
+            print(list_error, file=sys.stderr)
+            if crawler.stats.get_value("finish_reason") == BAD_LIST:
+                self.exitcode = 2
         if self.exitcode == 0 and _feeds_failed(crawler.stats.get_stats()):
             self.exitcode = 1  # -o FILE: Scrapy logs a failed feed and carries on
 

@@ -24,11 +24,11 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import groupby
-from typing import Any
+from typing import Any, NoReturn
 
 import scrapy
 from scrapy import signals
-from scrapy.exceptions import DontCloseSpider, UsageError
+from scrapy.exceptions import CloseSpider, DontCloseSpider, UsageError
 
 from crawler.certnames import certificate_names, name_matches
 from crawler.coordination import file_sha256, run_coordinator
@@ -41,6 +41,11 @@ from crawler.scheduling import new_run_name
 from crawler.targets import Exclusions, TargetPolicy
 
 logger = logging.getLogger(__name__)
+
+# Finish reasons of a crawl whose list URL could not be fetched (exit 1) or was no list
+# (exit 2), and the stat holding the one line that says why.
+LIST_UNAVAILABLE, BAD_LIST = "list_unavailable", "bad_list"
+LIST_ERROR_STAT = "list_error"
 
 PROBE_PRIORITY = 10  # probes of known MX hosts go before new domains
 # Each handler's requests share one download slot (settings.DOWNLOAD_SLOTS says why).
@@ -212,10 +217,7 @@ class TldMxSpider(scrapy.Spider):
     async def start(self) -> AsyncIterator[Any]:
         await self.run.open(self)
         if self.domain_list is None:
-            body = await self._fetch_list()
-            await self.run.list_read(hashlib.sha256(body).hexdigest())
-            self._check_not_empty(body, self.source)
-            self.domain_list = self._open_list(body, name=self.source)
+            self.domain_list = await self._read_list_url()
         for item_or_request in self._resume_targets():
             yield item_or_request
         done = self.run.resume.done_domains
@@ -252,12 +254,35 @@ class TldMxSpider(scrapy.Spider):
             for mx_host, _ in names:
                 yield from self._route(ip, mx_host)
 
+    async def _read_list_url(self) -> DomainList:
+        """Fetch and open a list given by URL. One that cannot be fetched fails the crawl
+        (exit 1); a bad one is a usage error (exit 2); either is one line, no traceback."""
+        try:
+            body = await self._fetch_list()
+        except Exception as e:  # an HTTP status, a refused connection, a name not found
+            self._stop_at_start(
+                LIST_UNAVAILABLE,
+                f"could not fetch {self.source}: {e}; check the URL, or download the list "
+                "and give its path",
+            )
+        try:
+            await self.run.list_read(hashlib.sha256(body).hexdigest())
+            self._check_not_empty(body, self.source)
+            return self._open_list(body, name=self.source)
+        except UsageError as e:
+            self._stop_at_start(BAD_LIST, str(e))
+
     async def _fetch_list(self) -> bytes:
         """Download a list given by URL through Scrapy itself (redirects followed)."""
         response = await self.crawler.engine.download_async(scrapy.Request(self.source))
         if response.status != 200:
-            raise UsageError(f"could not fetch {self.source}: HTTP {response.status}")
+            raise ValueError(f"HTTP {response.status}")
         return response.body
+
+    def _stop_at_start(self, reason: str, message: str) -> NoReturn:
+        logger.error("%s", message)
+        self.crawler.stats.set_value(LIST_ERROR_STAT, message)  # the command's last line
+        raise CloseSpider(reason)
 
     def parse_domain(self, response: DnsResponse, entry: Entry) -> Iterator[Any]:
         facts = response.facts
