@@ -48,7 +48,9 @@ class Snapshot:
 
 
 def duration(seconds: float) -> str:
-    """1 h 02 min, 3 min 05 s, 42 s."""
+    """1 h 02 min, 3 min 05 s, 42 s, <1 s."""
+    if seconds < 0.5:
+        return "<1 s"
     seconds = round(seconds)
     if seconds >= 3600:
         return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"

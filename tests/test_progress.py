@@ -25,4 +25,9 @@ def test_no_time_left_once_only_probes_remain():
 
 
 def test_durations():
-    assert [duration(s) for s in (42, 185, 3725)] == ["42 s", "3 min 05 s", "1 h 02 min"]
+    assert [duration(s) for s in (0.2, 42, 185, 3725)] == [
+        "<1 s",
+        "42 s",
+        "3 min 05 s",
+        "1 h 02 min",
+    ]
