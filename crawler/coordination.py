@@ -44,6 +44,10 @@ ASK_BATCH = 500  # asks answered in one transaction at most
 # the same for 10 asks as for 100, and a probe waits this long at most.
 ASK_GATHER = 0.1
 
+# The stat holding how this crawl's record ended (finished | interrupted | failed): the
+# crawl command's exit status follows it. Outside `mxcensus/`, which the record counts.
+STATUS_STAT = "crawl_status"
+
 # A domain with these is asked again when its run is resumed: the answer may come now.
 RETRIED_STATUSES = (str(DomainStatus.DNS_TIMEOUT), str(DomainStatus.SERVFAIL))
 
@@ -125,6 +129,15 @@ class RunCoordinator:
         await self._opened
         return self.run_id, self.crawl_id
 
+    async def reload_resume(self) -> None:
+        """Load again what the run holds (rows replayed from a spool were added to it)."""
+        await self._in_thread(self._reload_resume)
+
+    def _reload_resume(self) -> None:
+        assert self.engine is not None
+        with self.engine.connect() as conn:
+            self.resume = _load_resume(conn, self.run_id)
+
     async def list_read(self, sha256: str) -> None:
         """A list fetched by URL is known only now: check it against the run's."""
         await self._in_thread(self._list_read, sha256)
@@ -149,6 +162,7 @@ class RunCoordinator:
         if self.engine is None:
             return
         await self._in_thread(self._close, status, reason, counts)
+        self.crawler.stats.set_value(STATUS_STAT, status)
         self._held.clear()
         self.engine.dispose()
 
