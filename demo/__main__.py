@@ -1,5 +1,5 @@
 """`make demo`: start the local mail internet, scan it, print the summary and
-compare every domain and target with what the network declares.
+compare every domain, target and TLS version with what the network declares.
 
 Everything stays on loopback; results go to .demo/demo.sqlite (`--dir` elsewhere). Each
 demo is a new run beside the earlier ones, so two of them can be compared
@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from demo.check import compare
+from demo.check import compare, compare_protocols
 from demo.scan import ROOT, crawl_command, environment, scanner_settings
 from schema.db import engine_for
 from schema.summary import find_run, render, summarize
@@ -38,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"starting the test network ({len(spec.servers)} servers, {len(spec.domains)} domains)")
     with running(spec_path, directory / "testnet") as state:
         settings = {**scanner_settings(state), "DATABASE_URL": url, "LOG_LEVEL": "WARNING"}
-        command = crawl_command(domains, settings, "label=demo")
-        print(f"scanning it: scrapy crawl tld_mx -a domains={_shown(domains)} …")
+        command = crawl_command(domains, settings, "label=demo", "depth=protocols")
+        print(f"scanning it: scrapy crawl tld_mx -a domains={_shown(domains)} -a depth=protocols …")
         started = time.monotonic()
         result = subprocess.run(command, cwd=ROOT, env=environment(), check=False)
         print(f"crawl finished in {time.monotonic() - started:.1f} s (exit {result.returncode})\n")
@@ -49,13 +49,17 @@ def main(argv: list[str] | None = None) -> int:
     run = find_run(engine)  # the latest: the one just made
     assert run is not None
     print(render(summarize(engine, *run)))
-    problems = compare(spec, engine, run[0])
+    problems = compare(spec, engine, run[0]) + compare_protocols(spec, engine, run[0])
     declared = len(spec.expected_domains()), len(spec.expected_targets())
+    versions = len(spec.expected_protocols())
     if problems:
         print(f"\n{len(problems)} differences from the test network's declarations:")
         print("\n".join(f"  {p}" for p in problems))
         return 1
-    print(f"\nall {declared[0]} domains and {declared[1]} targets as the test network declares")
+    print(
+        f"\nall {declared[0]} domains, {declared[1]} targets and the TLS versions of"
+        f" {versions} STARTTLS servers as the test network declares"
+    )
     print(
         f"results: {_shown(database)}  (try: sqlite3 {_shown(database)}"
         " 'select mx_host, ip, category, reasons, error from target_results')"
