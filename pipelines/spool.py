@@ -1,5 +1,5 @@
 """The spool: rows a crawl could not write when its database was lost for good, kept in a
-file that the next crawl of the run replays before it starts (DESIGN.md, "No batch is
+file that the next crawl of the run replays before it starts (docs/design.md, "No batch is
 ever lost").
 
 One file per crawl, one batch (table → rows) a line, as JSON with datetimes and bytes

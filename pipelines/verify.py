@@ -1,16 +1,16 @@
-"""Judge a certificate chain as sent: trust, dates, key and names (DESIGN.md, "Vocabulary").
+"""Judge a certificate chain as sent: trust, dates, key and names (docs/design.md, "Vocabulary").
 
 Pure: no I/O beyond reading the trust bundle once. `judge_chain` is the name-independent
 part, computed once per probe (one IP serves many MX names); `judge_target` adds the name.
 
 Trust is checked by OpenSSL (pyOpenSSL `X509StoreContext` with the server's intermediates
 as the untrusted chain), not by `cryptography.x509.verification`, because:
-- DESIGN.md asks for OpenSSL's error number and text, and `self_signed` (18) vs
+- docs/design.md asks for OpenSSL's error number and text, and `self_signed` (18) vs
   `untrusted_ca` (19/20/21) is exactly OpenSSL's distinction; cryptography's verifier
   raises one untyped message;
-- cryptography refuses certificates OpenSSL accepted in the handshake (DESIGN pitfalls),
-  and its verifier enforces a CA/Browser-Forum profile stricter than what mail servers
-  meet, which would turn many merely old chains into false `invalid_chain`;
+- cryptography refuses certificates OpenSSL accepted in the handshake (docs/design.md,
+  "Known pitfalls"), and its verifier enforces a CA/Browser-Forum profile stricter than
+  what mail servers meet, which would turn many merely old chains into false `invalid_chain`;
 - OpenSSL builds paths as the sending MTAs we stand in for do (trusted-first,
   time-aware choice among candidate issuers).
 """
@@ -45,7 +45,7 @@ _TRUST_ERRORS = {
     21: Reason.UNTRUSTED_CA,  # X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE: leaf alone
     2: Reason.UNTRUSTED_CA,  # X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT: path ends nowhere
 }
-# DESIGN.md: weak = leaf RSA/DSA < 2048 bits, EC < 224 bits.
+# docs/design.md: weak = leaf RSA/DSA < 2048 bits, EC < 224 bits.
 _MIN_BITS = {"RSA": 2048, "DSA": 2048, "EC": 224}
 _OPENSSL_KEY_TYPES = {crypto.TYPE_RSA: "RSA", crypto.TYPE_DSA: "DSA", crypto.TYPE_EC: "EC"}
 _PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
@@ -266,8 +266,8 @@ def _load_untrusted(ders: Sequence[bytes]) -> tuple[list[crypto.X509], list[str]
 def _leaf_facts(der: bytes, leaf: crypto.X509) -> tuple[_Leaf, list[str]]:
     """Names, key and dates, read with cryptography where it can; OpenSSL's reading else.
 
-    cryptography is stricter than OpenSSL (DESIGN.md pitfalls) and parses extensions and
-    keys lazily, so each part is read on its own and a failure only costs that part.
+    cryptography is stricter than OpenSSL (docs/design.md, "Known pitfalls") and parses
+    extensions and keys lazily, so each part is read on its own and a failure only costs that part.
     Without a readable SAN the names are unknown: none is presented (fail closed) rather
     than guessing from the CN.
     """

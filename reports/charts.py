@@ -239,7 +239,7 @@ def certificates(report: Report) -> Figure | None:
 
 
 def _weak(row: dict[str, Any]) -> bool:
-    """DESIGN.md's weak_key: RSA/DSA under 2048 bits, EC under 224."""
+    """docs/design.md's weak_key: RSA/DSA under 2048 bits, EC under 224."""
     bits = row["key_bits"] or 0
     return (row["key_type"] in ("RSA", "DSA") and bits < 2048) or (
         row["key_type"] == "EC" and bits < 224

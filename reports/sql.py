@@ -40,7 +40,7 @@ def _apart(weight: str) -> str:
     )
 
 
-# The units Figure 1 leaves out of its shares (DESIGN.md): `error`, no category (not
+# The units Figure 1 leaves out of its shares (docs/design.md): `error`, no category (not
 # probed) and, for domains, a status other than ok (no MX host to count).
 FIGURE1_APART = f"""
 SELECT 'all_email' AS unit, {_apart("weight")}

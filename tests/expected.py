@@ -1,7 +1,7 @@
 """What the views and queries must show for a crawl of the test network,
 computed in plain Python from the network's hand-written declarations.
 
-An independent implementation of DESIGN.md's rollup rule: the SQL views and
+An independent implementation of docs/design.md's rollup rule: the SQL views and
 this module must agree, on SQLite and on PostgreSQL.
 """
 

@@ -1,7 +1,7 @@
 """Tests for `crawler.smtp.client` and `crawler.smtp.tls`: the probe protocol.
 
 The first part drives `SmtpProbeProtocol` over a `StringTransport` with a
-`task.Clock`, one test per row of DESIGN.md's outcome table that needs no real
+`task.Clock`, one test per row of docs/design.md's outcome table that needs no real
 TLS, asserting the exact bytes written (never MAIL, RCPT or DATA). The second
 part runs real probes on loopback against small scripted Twisted servers, with
 real TLS (certificates made here with `cryptography`), spinning the reactor with
@@ -1090,7 +1090,7 @@ def test_real_ipv6(reactor: Any, pki: Pki, serve: Any) -> None:
 
 
 def test_the_client_offers_legacy_suites_but_no_anonymous_or_unencrypted_ones() -> None:
-    """What a sending MTA offers (DESIGN.md): static RSA and CBC suites a TLS 1.0 server
+    """What a sending MTA offers (docs/design.md): static RSA and CBC suites a TLS 1.0 server
     needs, never anonymous (aNULL), unencrypted (eNULL), PSK or SRP ones."""
     offered = SSL.Connection(client_context(), None).get_cipher_list()
     assert {"AES128-SHA", "ECDHE-RSA-AES128-SHA", "ECDHE-RSA-AES256-GCM-SHA384"} <= set(offered)

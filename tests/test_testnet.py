@@ -1,4 +1,4 @@
-"""The test network itself (DESIGN.md, "Test network"), checked with independent clients:
+"""The test network itself (docs/design.md, "Test network"), checked with independent clients:
 dnspython for its DNS, plain sockets and Python's ssl for its SMTP servers, and
 `openssl s_client -starttls smtp` for its certificates.
 
@@ -332,7 +332,7 @@ class Fail(Exception):
 
 class Wire:
     """Just enough SMTP client to see where a server misbehaves: per-stage deadlines,
-    the 4 KiB line and 64 KiB reply limits of DESIGN.md."""
+    the 4 KiB line and 64 KiB reply limits of docs/design.md."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock, self.buffer = sock, b""

@@ -345,7 +345,7 @@ def test_leaf_facts(store: TrustStore) -> None:
     [(ec.SECP256R1, 256, ()), (ec.SECP224R1, 224, ()), (ec.SECP192R1, 192, ("weak_key",))],
 )
 def test_ec_key_size(store: TrustStore, curve: type, bits: int, reasons: tuple[str, ...]) -> None:
-    """EC keys are weak below 224 bits (DESIGN.md)."""
+    """EC keys are weak below 224 bits (docs/design.md)."""
     try:
         key = ec.generate_private_key(curve())
     except UnsupportedAlgorithm:

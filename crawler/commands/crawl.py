@@ -28,7 +28,7 @@ from crawler.spiders.tld_mx import ARGUMENTS, BAD_LIST, LIST_ERROR_STAT
 
 logger = logging.getLogger(__name__)
 
-# The exit status of each way a crawl's record ends (DESIGN.md, "Exit statuses"); a
+# The exit status of each way a crawl's record ends (docs/design.md, "Exit statuses"); a
 # crawl that never recorded its end failed.
 EXIT_STATUS = {"finished": 0, "failed": 1, "interrupted": 3}
 

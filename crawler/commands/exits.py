@@ -1,4 +1,4 @@
-"""Exit statuses shared by every command (DESIGN.md, "Exit statuses")."""
+"""Exit statuses shared by every command (docs/design.md, "Exit statuses")."""
 
 from __future__ import annotations
 
