@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select, text
 
-from crawler.progress import duration
+from crawler.progress_line import duration
 from crawler.scheduling import CrawlRecord, ShardState, record_state, shards_of_run, utc
 from schema.models import Crawl
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from crawler.progress import Snapshot, duration, render
+from crawler.progress_line import Snapshot, duration, render
 
 
 def test_while_the_list_streams_the_total_is_an_estimate():
