@@ -29,7 +29,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
 from crawler.digests import DigestSet
-from crawler.domainlist import domain_hash
+from crawler.domainnames import domain_hash
 from crawler.items import StoredProbe
 from crawler.record import settings_record, versions
 from schema.db import engine_for, first_line, insert_ignore, retrying

@@ -13,7 +13,6 @@ import codecs
 import csv
 import hashlib
 import io
-import ipaddress
 import json
 import logging
 import math
@@ -23,9 +22,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, BinaryIO, NamedTuple
 
-import idna
-
 from crawler.digests import DigestSet
+from crawler.domainnames import InvalidDomain, check_shard, domain_hash, normalize_domain
+from crawler.jsonstream import JsonError, array_items
 
 log = logging.getLogger(__name__)
 
@@ -34,29 +33,16 @@ DOMAIN_COLUMNS = frozenset({"domain", "domains", "domainname"})
 MAX_EXAMPLES = 10
 _RAW_CHARS = 200  # an example keeps at most this much of its line
 _CHUNK = 1 << 16  # bytes per read of a JSON list
-_MAX_JSON_ITEM = 16 << 20  # an array element this big is a broken document, not a domain
 _DELIMITERS = "\t,;"  # sniffing order: the first wins a tie
 
 # A hostname (RFC 1123 §2.1, RFC 1035 §2.3.1): labels of 1-63 letters, digits
 # and hyphens, no hyphen at either end, at least two labels, TLD not all-numeric.
-_HOSTNAME = re.compile(r"(?:(?!-)[a-z0-9-]{1,63}(?<!-)\.)+(?![0-9]+\Z)(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
-_BAD_CHAR = re.compile(r"[^a-z0-9.-]")
 _JSON_ARRAY = re.compile(r'\[\s*[{"\]]')  # "[::1]" is a text line, not JSON
-_SHARD = re.compile(r"\s*(\d+)\s*/\s*(\d+)\s*", re.ASCII)
-_WS = re.compile(r"[ \t\r\n]*")
 _MISSING = object()
 
 
 class ListError(ValueError):
     """The list cannot be read as asked: the user's fault, reported at the start."""
-
-
-class InvalidDomain(ValueError):
-    """A value that is not a usable domain name; `reason` is short and stable."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,116 +123,6 @@ class _Record(NamedTuple):
     label: str | None = None
     weight: object = None  # the cell as found
     error: str | None = None  # known invalid before normalisation
-
-
-# --- normalisation ---------------------------------------------------------------
-
-
-def normalize_domain(raw: str) -> str:
-    """A domain as DNS is asked for it: lower-case A-labels, no trailing dot.
-
-    A URL or `host:port` is reduced to its host. Raises `InvalidDomain`.
-    """
-    name = raw.strip()
-    if name.isascii():  # fast path: most lines are already plain hostnames
-        lowered = name if name.islower() else name.lower()
-        if len(lowered) <= 253 and _HOSTNAME.match(lowered):
-            return lowered
-    name = _host_part(name)
-    if not name:
-        raise InvalidDomain("empty")
-    if name.endswith("."):  # one trailing dot: the root, same domain
-        name = name[:-1]
-    if _is_ip(name):
-        raise InvalidDomain("ip address")
-    if not name:
-        raise InvalidDomain("empty label")
-    # Only ASCII is lower-cased here: UTS-46 maps the rest (str.lower() differs,
-    # e.g. on a final sigma).
-    name = name.lower() if name.isascii() else _to_alabel(name)
-    if len(name) > 253:  # RFC 1035 §2.3.4, without the trailing dot
-        raise InvalidDomain("too long")
-    if not _HOSTNAME.match(name):
-        raise InvalidDomain(_why_invalid(name))
-    return name
-
-
-def _host_part(text: str) -> str:
-    """The host of a URL (`https://u@host:443/path`), `host/path` or `host:port`."""
-    if "://" in text:
-        text = text.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
-        text = text.rpartition("@")[2]
-    else:
-        text = text.split("/", 1)[0]
-    if text.startswith("["):  # an IPv6 literal, possibly with a port
-        return text
-    host, colon, port = text.rpartition(":")
-    if colon and port.isdigit() and ":" not in host:
-        return host
-    return text
-
-
-def _is_ip(name: str) -> bool:
-    if not (name[-1:].isdigit() or ":" in name or name.startswith("[")):
-        return False  # fast path: an IP address ends in a digit or has a colon
-    if name.startswith("[") and "]" in name:
-        name = name[1 : name.index("]")]
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
-
-
-def _to_alabel(name: str) -> str:
-    # UTS-46 non-transitional (IDNA 2008 as browsers do it): "faß.de" keeps its ß.
-    try:
-        return idna.encode(name, uts46=True, transitional=False).decode("ascii")
-    except UnicodeError as e:  # idna.IDNAError and its subclasses
-        raise InvalidDomain(f"idna: {e}") from None
-
-
-def _why_invalid(name: str) -> str:
-    """The reason an ASCII name failed _HOSTNAME."""
-    bad = _BAD_CHAR.search(name)
-    if bad:
-        return f"bad character {bad.group()!r}"
-    labels = name.split(".")
-    for label in labels:
-        if not label:
-            return "empty label"
-        if len(label) > 63:
-            return "label too long"
-        if label.startswith("-") or label.endswith("-"):
-            return "hyphen at label start or end"
-    if len(labels) < 2:
-        return "single label"
-    return "numeric tld"
-
-
-def domain_hash(domain: str) -> int:
-    """A stable 64-bit hash of a normalised domain: it decides the shard.
-
-    Not Python's hash(): that is salted per process, and every crawl of a
-    sharded run must agree on which shard owns a domain.
-    """
-    digest = hashlib.blake2b(domain.encode("ascii"), digest_size=8).digest()
-    return int.from_bytes(digest, "big")
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """`K/N` as given to `-a shard=`: this crawl takes the K-th (1-based) of N parts."""
-    match = _SHARD.fullmatch(text)
-    if not match:
-        raise ValueError(f"shard must be K/N with 1 <= K <= N, e.g. 2/8; got {text!r}")
-    return _check_shard((int(match[1]), int(match[2])))
-
-
-def _check_shard(shard: tuple[int, int]) -> tuple[int, int]:
-    k, n = shard
-    if not 1 <= k <= n:
-        raise ValueError(f"shard must be K/N with 1 <= K <= N, e.g. 2/8; got {k}/{n}")
-    return k, n
 
 
 # --- the public entry point --------------------------------------------------------
@@ -342,7 +218,7 @@ def read_domains(
     if label is not None and label_column is not None:
         raise ListError(f"{name}: give label= or label_column=, not both")
     if shard is not None:
-        shard = _check_shard(shard)
+        shard = check_shard(shard)
     with _open(source, name) as f:
         layout = _detect(f, name, _Asked(column, label_column, weight_column))
     fixed = (label.strip() or None) if label is not None else None
@@ -603,52 +479,10 @@ def _json_chunks(f: BinaryIO, stats: ListStats, digest: Any) -> Iterator[str]:
 
 
 def _json_items(chunks: Iterator[str], name: str) -> Iterator[tuple[int, Any]]:
-    """(line, element) for each element of a top-level JSON array.
-
-    Read chunk by chunk: json.load() would hold every object of a big list.
-    """
-    decoder = json.JSONDecoder()
-    buf, pos, line = "", 0, 1  # `line` is the line of buf[pos]
-    state = "open"  # then "first" (element or "]"), "sep" ("," or "]"), "item", "done"
-    eof = False
-    while True:
-        while state != "done":
-            end = _WS.match(buf, pos).end()
-            line += buf.count("\n", pos, end)
-            pos = end
-            if pos == len(buf):
-                break
-            char = buf[pos]
-            if state == "open":
-                state, pos = "first", pos + 1  # _detect saw the "["
-            elif char == "]" and state in ("first", "sep"):
-                state = "done"
-            elif state == "sep":
-                if char != ",":
-                    raise ListError(f"{name}: invalid JSON at line {line}: expected ',' or ']'")
-                state, pos = "item", pos + 1
-            else:
-                try:
-                    item, end = decoder.raw_decode(buf, pos)
-                except json.JSONDecodeError as e:
-                    if eof or len(buf) - pos > _MAX_JSON_ITEM:
-                        at = line + buf.count("\n", pos, e.pos)
-                        raise ListError(f"{name}: invalid JSON at line {at}: {e.msg}") from None
-                    break  # the element continues in the next chunk
-                if end == len(buf) and not eof:
-                    break  # a number may go on in the next chunk
-                yield line, item
-                line += buf.count("\n", pos, end)
-                pos, state = end, "sep"
-        if eof:
-            if state != "done":
-                raise ListError(f"{name}: invalid JSON: the array is not closed (line {line})")
-            return
-        chunk = next(chunks, None)
-        if chunk is None:
-            eof = True
-        elif state != "done":  # after "]", read on only so that every byte is hashed
-            buf, pos = buf[pos:] + chunk, 0
+    try:
+        yield from array_items(chunks)
+    except JsonError as e:
+        raise ListError(f"{name}: {e}") from None
 
 
 def _json_records(

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from crawler.domainlist import normalize_domain
+from crawler.domainnames import normalize_domain
 from schema.vocab import SkipReason
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -6,7 +6,7 @@ import random
 import tracemalloc
 
 from crawler.digests import DigestSet
-from crawler.domainlist import domain_hash
+from crawler.domainnames import domain_hash
 
 
 def test_it_answers_as_a_set_does():

@@ -1,4 +1,4 @@
-"""Tests for `crawler.domainlist`: reading, normalising and counting a domain list."""
+"""Tests for `crawler.domainlist` and `crawler.domainnames`: reading and normalising a list."""
 
 from __future__ import annotations
 
@@ -11,17 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from crawler.domainlist import (
-    Entry,
-    Example,
-    InvalidDomain,
-    ListError,
-    ListStats,
-    domain_hash,
-    normalize_domain,
-    parse_shard,
-    read_domains,
-)
+from crawler.domainlist import Entry, Example, ListError, ListStats, read_domains
+from crawler.domainnames import InvalidDomain, domain_hash, normalize_domain, parse_shard
 
 DATA = Path("/work/shared/data")  # real public lists; never copied into the project
 US_GOV = DATA / "us-federal-gov.csv"

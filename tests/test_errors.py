@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import text
 
 from crawler.commands.exits import interruptible
-from crawler.domainlist import domain_hash
+from crawler.domainnames import domain_hash
 from demo.scan import ROOT, crawl, crawl_command, environment, scanner_settings
 from schema.db import engine_for
 

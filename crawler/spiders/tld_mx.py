@@ -33,7 +33,8 @@ from scrapy.exceptions import CloseSpider, DontCloseSpider, UsageError
 
 from crawler.certnames import certificate_names, name_matches
 from crawler.coordination import file_sha256, run_coordinator
-from crawler.domainlist import DomainList, Entry, ListError, domain_hash, parse_shard, read_domains
+from crawler.domainlist import DomainList, Entry, ListError, read_domains
+from crawler.domainnames import domain_hash, parse_shard
 from crawler.handlers.dns import DnsResponse, build_resolver
 from crawler.handlers.smtp import SmtpResponse, probe_config
 from crawler.items import (
