@@ -105,6 +105,7 @@ class RunCoordinator:
         self.engine: Engine | None = None
         self.run_id = self.crawl_id = 0
         self.resume = Resume()
+        self.protocols = False  # the crawl runs with -a depth=protocols (known at open)
         self._held: dict[tuple[str, int], int] = {}  # ip:port -> probes not yet committed
         self._busy: dict[tuple[str, int], asyncio.Future[Any]] = {}  # an ask or release
         self._asks: dict[tuple[str, int], _Ask] = {}  # not yet sent
@@ -136,7 +137,7 @@ class RunCoordinator:
     def _reload_resume(self) -> None:
         assert self.engine is not None
         with self.engine.connect() as conn:
-            self.resume = _load_resume(conn, self.run_id)
+            self.resume = _load_resume(conn, self.run_id, self.protocols)
 
     async def list_read(self, sha256: str) -> None:
         """A list fetched by URL is known only now: check it against the run's."""
@@ -314,7 +315,8 @@ class RunCoordinator:
                     "node": socket.getfqdn(),
                 },
             ).scalar_one()
-            self.resume = _load_resume(conn, self.run_id, spider.protocols)
+            self.protocols = spider.protocols
+            self.resume = _load_resume(conn, self.run_id, self.protocols)
         resume = self.resume
         if resume.done_domains or resume.pending_targets or resume.pending_protocols:
             logger.info(
