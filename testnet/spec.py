@@ -213,6 +213,8 @@ class Spec:
     duplicate_lines: tuple[str, ...] = ()
     reply_delay: float = 0.0  # seconds before each DNS answer and SMTP reply
     dispatch: bool = False  # one wildcard socket for every IPv4 SMTP address
+    # [dnssec] and [policy], as parsed TOML: read through testnet.policy.policy_of.
+    extras: Mapping[str, Any] = field(default_factory=dict)
     _by_ip: Mapping[str, ServerSpec] = field(init=False, repr=False, compare=False)
 
     # -- the input list -----------------------------------------------------------------
@@ -461,7 +463,17 @@ class _Parser:
         top = self.table(
             "spec",
             data,
-            ("network", "scanner", "list", "certs", "domains", "hosts", "servers", "comment"),
+            (
+                "network",
+                "scanner",
+                "list",
+                "certs",
+                "domains",
+                "hosts",
+                "servers",
+                "comment",
+                *POLICY_KEYS,
+            ),
         )
         network = self.table(
             "[network]", top.get("network", {}), ("dns", "zone", "reply_delay_ms", "dispatch")
@@ -525,6 +537,7 @@ class _Parser:
             duplicate_lines=self.strings("[list] duplicates", listing.get("duplicates", [])),
             reply_delay=delay / 1000,
             dispatch=dispatch is True,
+            extras=MappingProxyType({k: top[k] for k in POLICY_KEYS if k in top}),
         )
 
     def cert(self, name: str, value: Any) -> CertSpec:
@@ -724,6 +737,7 @@ def _bytes(text: Any) -> bytes:
     return str(text).encode("latin-1")
 
 
+POLICY_KEYS = ("dnssec", "policy")  # testnet/policy.py
 _RECORD_KEYS = ("mx", "a", "aaaa", "cname", "txt", "dns")
 _SERVER_KEYS = ("ip", "kind", "expect", "expect_for", "decoy", "script")
 _ESMTP_KEYS = (
@@ -747,6 +761,9 @@ _ESMTP_KEYS = (
 
 
 def _validate(spec: Spec, errors: list[str]) -> None:
+    from testnet import policy  # the policy data's own module reads this one's
+
+    policy.validate(spec, errors)
     _validate_names(spec, errors)
     _validate_certs(spec, errors)
     _validate_servers(spec, errors)
