@@ -309,6 +309,10 @@ def _start_resolver(
     policy = policy_of(spec)
     if listening.signed is None or policy.resolver is None:
         return None
+    if resolver.binary() is None:
+        # The rest of the network works without it; the policy tests skip (or fail in CI).
+        print("testnet: unbound is not installed: no validating resolver", file=sys.stderr)
+        return None
     anchor = listening.signed.write_anchor(state_dir)
     process, port = resolver.start(
         policy.resolver, spec.zone, (spec.dns_ip, listening.dns_port), anchor, state_dir

@@ -29,6 +29,8 @@ CONFIG = """\
 server:
     interface: {ip}
     port: {port}
+    # Queries leave from a loopback address: nothing but loopback can ever be reached.
+    outgoing-interface: {ip}
     do-ip6: no
     do-daemonize: no
     username: ""
@@ -68,6 +70,11 @@ class ResolverError(RuntimeError):
     """unbound is missing, or did not start."""
 
 
+def binary() -> str | None:
+    """unbound's path (Debian puts it in /usr/sbin, not always on a user's PATH)."""
+    return shutil.which(UNBOUND) or shutil.which(f"/usr/sbin/{UNBOUND}")
+
+
 def free_port(ip: str) -> int:
     """A port free on `ip` for both UDP and TCP (asked of the kernel, then released)."""
     for _ in range(50):
@@ -88,8 +95,8 @@ def start(
 ) -> tuple[subprocess.Popen[bytes], int]:
     """Start unbound on `ip`, validating `zone` against `anchor`; return it and its port
     once it answers."""
-    binary = shutil.which(UNBOUND) or shutil.which(f"/usr/sbin/{UNBOUND}")
-    if binary is None:
+    path = binary()
+    if path is None:
         raise ResolverError("unbound is not installed (apt-get install unbound)")
     port = free_port(ip)
     config = directory / "unbound.conf"
@@ -105,7 +112,7 @@ def start(
         encoding="utf-8",
     )
     process = subprocess.Popen(
-        [binary, "-d", "-c", str(config)],
+        [path, "-d", "-c", str(config)],
         preexec_fn=_die_with_parent,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,

@@ -25,6 +25,9 @@ describes a whole mail internet on loopback:
   the behaviour options, `expect` (what every target on this IP yields) and
   `expect_for."MX NAME"` (a whole replacement for targets reached through that name).
 
+- `[dnssec]`, `[policy]` the signed zone, its validating resolver, TLSA records, MTA-STS and
+  TLS-RPT records and policy servers, and what `-a depth=policy` must yield (testnet/policy.py).
+
 Expectations are declared by hand. The loader only checks that they are well formed and
 that each domain's status agrees with its DNS data; it never derives a verdict.
 """

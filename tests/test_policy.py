@@ -7,7 +7,10 @@ crawl without the depth does not ask.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import dns.flags
@@ -26,7 +29,7 @@ from crawler.handlers.dns import DnsDownloadHandler
 from crawler.handlers.https_policy import PolicyDownloadHandler
 from crawler.mtasts import StsRecord, mx_matches, parse_policy, parse_sts_txt, parse_tls_rpt
 from crawler.settings import __dict__ as project_settings
-from demo.scan import crawl, scanner_settings
+from demo.scan import ROOT, crawl, scanner_settings
 from schema.db import engine_for
 from schema.vocab import Dane, TlsaStatus, TlsRpt
 from testnet import pki
@@ -530,3 +533,75 @@ def test_tls_rpt_records_follow_rfc_8460():
     assert parse_tls_rpt(["v=TLSRPTv1;"]) is TlsRpt.INVALID  # no rua
     two = ["v=TLSRPTv1; rua=mailto:a@x.test", "v=TLSRPTv1; rua=mailto:b@x.test"]
     assert parse_tls_rpt(two) is TlsRpt.INVALID
+
+
+# --- the report's section -------------------------------------------------------------------
+
+
+def scrapy_report(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "scrapy", "report", "-s", f"DATABASE_URL={url}", *args]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=180)
+
+
+def test_the_report_counts_adoption_as_declared(policy_scan, spec):
+    """policy_adoption (by label) and mx_dane_status, from `scrapy report`, against the
+    numbers the spec's declarations imply."""
+    result = scrapy_report(policy_scan.url, "--run", str(policy_scan.run_id), "--format", "json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    policy = policy_of(spec)
+    declared = [d.expect for d in policy.domains.values()]
+
+    def count(key, value):
+        return sum(1 for e in declared if e.get(key) == value)
+
+    (row,) = report["policy_adoption"]
+    want = {
+        "label": "policy",
+        "domains": len(declared),
+        "dnssec": count("dnssec", True),
+        "dane_all": count("dane", "all"),
+        "dane_partial": count("dane", "partial"),
+        "mta_sts_enforce": count("mta_sts", "enforce"),
+        "mta_sts_testing": count("mta_sts", "testing"),
+        "mta_sts_none": count("mta_sts", "none"),
+        "mta_sts_invalid": count("mta_sts", "invalid"),
+        "tls_rpt_valid": count("tls_rpt", "valid"),
+        "tls_rpt_invalid": count("tls_rpt", "invalid"),
+        "protected": count("downgrade_protected", True),
+        "dnssec_unknown": 0,
+    }
+    assert {k: row[k] for k in want} == want
+    assert row["protected_share"] == pytest.approx(want["protected"] / len(declared), abs=1e-3)
+    (total,) = report["policy_totals"]
+    assert {k: total[k] for k in want if k != "label"} == {
+        k: v for k, v in want.items() if k != "label"
+    }
+    hosts = {h: policy.hosts[h] for h in declared_hosts(spec)}
+    statuses = {}
+    for name, host in hosts.items():
+        entry = statuses.setdefault(str(host.tlsa_status), {"mx_hosts": 0, "valid": 0, "bad": 0})
+        entry["mx_hosts"] += 1
+        targets = len(spec.addresses(name))
+        entry["valid"] += targets if host.dane is Dane.VALID else 0
+        entry["bad"] += targets if host.dane is Dane.MISMATCH else 0
+    assert {
+        r["tlsa_status"]: {
+            "mx_hosts": r["mx_hosts"],
+            "valid": r["targets_valid"],
+            "bad": r["targets_mismatch"],
+        }
+        for r in report["mx_dane_status"]
+    } == statuses
+
+
+def test_the_html_report_has_the_section_and_its_chart(policy_scan, tmp_path):
+    result = scrapy_report(
+        policy_scan.url, "--run", str(policy_scan.run_id), "--html", str(tmp_path)
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    page = (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert '<section id="policy">' in page and 'src="policy.png"' in page
+    assert (tmp_path / "policy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("policy_adoption", "policy_totals", "mx_dane_status"):
+        assert f'id="table-{name}"' in page
