@@ -217,7 +217,9 @@ def listen(
     policy = policy_of(spec)
     if policy.zone is not None:
         listening.signed = SignedZone(spec, issued)
-    listening.mta_sts_port = https.listen(list(policy.servers.values()), issued, reactor)
+    listening.mta_sts_port = https.listen(
+        list(policy.servers.values()), issued, reactor, log.path.parent
+    )
     dns_factory = SpecDNSFactory(spec, clock, delay, listening.signed)
     dns_factory.noisy = False
     listening.dns_port, (udp, tcp) = sockets.bind_shared_port(

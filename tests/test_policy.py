@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import dns.flags
@@ -31,6 +32,7 @@ from crawler.mtasts import StsRecord, mx_matches, parse_policy, parse_sts_txt, p
 from crawler.settings import __dict__ as project_settings
 from demo.scan import ROOT, crawl, scanner_settings
 from schema.db import engine_for
+from schema.examples import run_query
 from schema.vocab import Dane, TlsaStatus, TlsRpt
 from testnet import pki
 from testnet.policy import DOMAIN_EXPECT, TLSA_PREFIX, policy_of
@@ -63,10 +65,21 @@ def policy_crawl(net, spec, url: str, directory: Path, nameservers: str) -> Scan
         "DNS_NAMESERVERS": nameservers,
         "DNSSEC_CHECK": CHECK,
     }
+    before = len(policy_requests(net))
     result = crawl(domains, settings, "depth=policy", "label=policy")
     assert result.returncode == 0, result.stderr[-5000:]
     engine = engine_for(url)
-    return Scan(url, engine, latest_run(engine), result.stdout, result.stderr, [])
+    # Scan.connections: here the policy servers' requests during this crawl.
+    requests = policy_requests(net)[before:]
+    return Scan(url, engine, latest_run(engine), result.stdout, result.stderr, requests)
+
+
+def policy_requests(net) -> list[dict]:
+    """Every request the test network's policy servers answered (testnet/https.py)."""
+    path = Path(net.log).parent / "policy-requests.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
@@ -213,14 +226,6 @@ def test_domain_policy_is_as_declared(policy_scan, spec):
         assert rows[name]["label"] == "policy"
 
 
-def test_each_mx_hosts_tlsa_is_asked_once(policy_scan):
-    """mx.dane-ee.sec.test is named by two domains: one mx_hosts row, one lookup."""
-    rows = policy_scan.rows(
-        "SELECT COUNT(*) AS n FROM mx_hosts WHERE run_id = :run AND name = 'mx.dane-ee.sec.test'"
-    )
-    assert rows[0]["n"] == 1
-
-
 # --- the same crawl without a validating resolver ---------------------------------------
 
 
@@ -281,6 +286,23 @@ def recorded(reactor, net, domains, policy: bool, nameservers: str | None = None
     facts = wait(reactor, deferred_from_coro(resolve()), timeout=30)
     handler.client.close()
     return facts, handler.client.asked
+
+
+def test_each_mx_hosts_tlsa_is_asked_once(reactor, net):
+    """mx.dane-ee.sec.test is named by two domains: its TLSA RRset is asked once, with
+    its addresses, and both domains hold the same answer."""
+    facts, asked = recorded(
+        reactor,
+        net,
+        ["dane-ee.sec.test", "dane-partial.sec.test"],
+        policy=True,
+        nameservers=resolver_of(net),
+    )
+    tlsa = [name for name, rdtype, _ in asked if rdtype == "TLSA"]
+    assert tlsa.count(f"{TLSA_PREFIX}mx.dane-ee.sec.test") == 1
+    assert tlsa.count(f"{TLSA_PREFIX}mx.dane-wrong.sec.test") == 1
+    first, second = facts
+    assert first.hosts[0] is second.hosts[0]
 
 
 def test_without_the_depth_the_dns_questions_are_unchanged(reactor, net):
@@ -441,6 +463,18 @@ def test_policy_fetches_say_why_a_policy_is_invalid(policy_scan):
     assert "max_age" in rows["sts-malformed.test"]["policy_error"]
     assert rows["sts-twotxt.test"]["policy_url"] is None  # no fetch for a bad record
     assert rows["dane-ee.sec.test"]["policy_url"] is None  # nor without one
+
+
+def test_each_policy_is_fetched_once_at_its_path(policy_scan, spec):
+    """One fetch per domain with a valid `_mta-sts` record (declared: an mta_sts_id),
+    none for the others; the Host is the policy host; a redirect is not followed. The
+    untrusted certificate's server sees no request: the handshake fails before it."""
+    declared = policy_of(spec).domains
+    want = {f"mta-sts.{d}" for d, p in declared.items() if p.expect.get("mta_sts_id")}
+    want.remove("mta-sts.sts-untrusted.test")
+    hosts = Counter(r["host"].rsplit(":", 1)[0] for r in policy_scan.connections)
+    assert hosts == dict.fromkeys(want, 1)
+    assert {r["path"] for r in policy_scan.connections} == {"/.well-known/mta-sts.txt"}
 
 
 def policy_handler(net, **overrides):
@@ -605,3 +639,67 @@ def test_the_html_report_has_the_section_and_its_chart(policy_scan, tmp_path):
     assert (tmp_path / "policy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for name in ("policy_adoption", "policy_totals", "mx_dane_status"):
         assert f'id="table-{name}"' in page
+
+
+# --- both depths, by label, weighted ----------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def labelled_scan(net, spec, tmp_path_factory) -> tuple[Scan, dict[str, tuple[str, float]]]:
+    """`-a depth=protocols,policy` over a CSV of the policy domains with a country column
+    and a weight column: two labels, weighted."""
+    nameservers = resolver_of(net)
+    directory = tmp_path_factory.mktemp("policy-labelled")
+    domains = sorted(policy_of(spec).domains)
+    given = {d: ("aa" if i % 2 else "bb", float(i + 1)) for i, d in enumerate(domains)}
+    path = directory / "list.csv"
+    lines = ["domain,country,weight", *(f"{d},{c},{w:g}" for d, (c, w) in given.items())]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    url = f"sqlite:///{directory / 'scan.sqlite'}"
+    settings = {
+        **scanner_settings(net),
+        "DATABASE_URL": url,
+        "DNS_NAMESERVERS": nameservers,
+        "DNSSEC_CHECK": CHECK,
+    }
+    result = crawl(
+        path, settings, "depth=protocols,policy", "label_column=country", "weight_column=weight"
+    )
+    assert result.returncode == 0, result.stderr[-5000:]
+    engine = engine_for(url)
+    scan = Scan(url, engine, latest_run(engine), result.stdout, result.stderr, [])
+    return scan, given
+
+
+def test_both_depths_run_together(labelled_scan, spec):
+    scan, _ = labelled_scan
+    assert scan.crawl_record()["depth"] == "policy,protocols"
+    assert scan.rows("SELECT 1 FROM ip_protocols WHERE run_id = :run")  # protocols measured
+    rows = scan.rows("SELECT domain, dane FROM domain_policy WHERE run_id = :run")
+    declared = policy_of(spec).domains
+    assert {r["domain"]: r["dane"] for r in rows} == {
+        name: d.expect.get("dane") for name, d in declared.items()
+    }
+
+
+def test_adoption_compares_labels_and_weighs_mail(labelled_scan, spec):
+    """policy_adoption by label, with the weight of the domains protected."""
+    scan, given = labelled_scan
+    declared = policy_of(spec).domains
+    want: dict[str, dict[str, float]] = {}
+    for domain, (label, weight) in given.items():
+        row = want.setdefault(
+            label, {"domains": 0, "protected": 0, "weight": 0.0, "protected_weight": 0.0}
+        )
+        protected = declared[domain].expect.get("downgrade_protected") is True
+        row["domains"] += 1
+        row["protected"] += protected
+        row["weight"] += weight
+        row["protected_weight"] += weight if protected else 0.0
+    got = {
+        r["label"]: {k: r[k] for k in ("domains", "protected", "weight", "protected_weight")}
+        for r in run_query(scan.engine, "policy_adoption", scan.run_id)
+    }
+    for row in got.values():
+        row["protected_weight"] = row["protected_weight"] or 0.0
+    assert got == want
