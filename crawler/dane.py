@@ -6,9 +6,9 @@ RRset of only those is a `mismatch`: the sender that insists on DANE cannot deli
 
 - DANE-EE(3) (§3.1.1): the leaf matches, with no name or date checks.
 - DANE-TA(2) (§3.1.2): a certificate of the chain as sent (not the leaf) matches; the leaf
-  chains to it (OpenSSL, the matched certificate as the only trust anchor, a partial
-  chain allowed, dates not checked: RFC 7672 §3.1.2 leaves expiry to the TLSA record's
-  publisher, as for DANE-EE); and the leaf names the MX host or the TLSA base name
+  chains to it (OpenSSL, the matched certificate as the only trust anchor, a partial chain
+  allowed, dates checked at the probe's time as OpenSSL's own DANE-TA verification does:
+  only DANE-EE waives them); and the leaf names the MX host or the TLSA base name
   (RFC 7672 §3.2.2, RFC 6125 rules as for PKIX, crawler/certnames.py).
 Selectors: 0 the whole certificate, 1 its SubjectPublicKeyInfo; matching types: 0 exact,
 1 SHA-256, 2 SHA-512 (RFC 6698 §2.1).
@@ -16,6 +16,7 @@ Selectors: 0 the whole certificate, 1 its SubjectPublicKeyInfo; matching types: 
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,7 +30,6 @@ from schema.vocab import Dane
 
 DANE_TA, DANE_EE = 2, 3
 USABLE = (DANE_TA, DANE_EE)
-_X509_V_FLAG_NO_CHECK_TIME = 0x200000  # openssl/x509_vfy.h, as in pipelines/verify.py
 
 
 @dataclass(frozen=True)
@@ -79,9 +79,13 @@ class DaneVerdict:
 
 
 def judge(
-    records: Sequence[TlsaRecord], chain_der: Sequence[bytes], names: Sequence[str]
+    records: Sequence[TlsaRecord],
+    chain_der: Sequence[bytes],
+    names: Sequence[str],
+    when: datetime.datetime | None = None,
 ) -> DaneVerdict:
-    """The target's DANE verdict: `names` are the MX host and the TLSA base name."""
+    """The target's DANE verdict: `names` are the MX host and the TLSA base name; `when`
+    the time DANE-TA chains are verified at (the probe's; default now)."""
     usable = [r for r in records if r.usage in USABLE]
     if not usable:
         return DaneVerdict(Dane.MISMATCH, detail="only unusable records (usage 0/1)")
@@ -95,7 +99,7 @@ def judge(
         if record.usage != DANE_TA:
             continue
         for anchor in chain_der[1:]:
-            if record.matches(anchor) and _chains_to(leaf, chain_der[1:], anchor):
+            if record.matches(anchor) and _chains_to(leaf, chain_der[1:], anchor, when):
                 if _names_match(leaf, names):
                     return DaneVerdict(Dane.VALID, str(record))
                 return DaneVerdict(Dane.MISMATCH, detail="DANE-TA: the leaf names no MX name")
@@ -110,12 +114,16 @@ def _names_match(leaf: bytes, names: Sequence[str]) -> bool:
     return any(name_matches(name, presented) for name in names)
 
 
-def _chains_to(leaf: bytes, sent: Sequence[bytes], anchor: bytes) -> bool:
+def _chains_to(
+    leaf: bytes, sent: Sequence[bytes], anchor: bytes, when: datetime.datetime | None
+) -> bool:
     """Does the leaf verify up to `anchor`, through the intermediates the server sent?"""
     try:
         store = crypto.X509Store()
         store.add_cert(crypto.load_certificate(crypto.FILETYPE_ASN1, anchor))
-        store.set_flags(crypto.X509StoreFlags.PARTIAL_CHAIN | _X509_V_FLAG_NO_CHECK_TIME)
+        store.set_flags(crypto.X509StoreFlags.PARTIAL_CHAIN)
+        if when is not None:
+            store.set_time(when)
         untrusted = [crypto.load_certificate(crypto.FILETYPE_ASN1, der) for der in sent]
         leaf_cert = crypto.load_certificate(crypto.FILETYPE_ASN1, leaf)
         crypto.X509StoreContext(store, leaf_cert, untrusted).verify_certificate()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, text
@@ -24,7 +25,7 @@ from schema.models import Base
 # A recomputed verdict replaces the stored one only if it differs.
 BETTER = "excluded.dane <> target_dane.dane"
 _APPLIES = """
-SELECT t.mx_host, t.ip, h.tlsa, h.tlsa_name, p.chain
+SELECT t.mx_host, t.ip, h.tlsa, h.tlsa_name, p.chain, p.started_at
 FROM targets t
 JOIN mx_hosts h ON h.run_id = t.run_id AND h.name = t.mx_host
 JOIN probes p ON p.run_id = t.run_id AND p.ip = t.ip AND p.port = t.port AND p.sni = t.sni
@@ -51,7 +52,7 @@ def _verdicts(conn: Connection, run_id: int) -> Iterator[dict[str, Any]]:
         records = [TlsaRecord.parse(r) for r in (target["tlsa"] or "").split(",") if r]
         chain = [ders[sha] for sha in _chain(target["chain"]) if sha in ders]
         base = (target["tlsa_name"] or "").removeprefix(SMTP_TLSA_PREFIX)
-        verdict = judge(records, chain, (target["mx_host"], base))
+        verdict = judge(records, chain, (target["mx_host"], base), _when(target["started_at"]))
         yield {
             "run_id": run_id,
             "mx_host": target["mx_host"],
@@ -60,6 +61,15 @@ def _verdicts(conn: Connection, run_id: int) -> Iterator[dict[str, Any]]:
             "matched": verdict.matched,
             "detail": verdict.detail,
         }
+
+
+def _when(value: Any) -> datetime | None:
+    """probes.started_at: a datetime from PostgreSQL, text (or naive) from SQLite."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if isinstance(value, datetime) and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value
 
 
 def _chain(value: Any) -> list[str]:

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dns.flags
@@ -409,8 +410,11 @@ def test_dane_ta_needs_the_chain_and_the_name(certs):
     chain = [certs["leaf"], certs["ca"]]
     assert judge([ta], chain, NAMES).dane is Dane.VALID
     assert judge([record(2, 1, 2, certs["ca"])], chain, NAMES).dane is Dane.VALID
-    # No date checks for DANE-TA either (RFC 7672 §3.1.2 leaves them to the publisher).
-    assert judge([ta], [certs["expired"], certs["ca"]], NAMES).dane is Dane.VALID
+    # Dates are checked for DANE-TA (only DANE-EE waives them), at the probe's time.
+    expired = [certs["expired"], certs["ca"]]
+    assert judge([ta], expired, NAMES).dane is Dane.MISMATCH
+    then = datetime.now(UTC) - timedelta(days=10)
+    assert judge([ta], expired, NAMES, then).dane is Dane.VALID
     # The TA must be in the chain as sent, and the leaf must chain to it.
     assert judge([ta], [certs["leaf"]], NAMES).dane is Dane.MISMATCH
     assert judge([record(2, 0, 1, certs["other-ca"])], chain, NAMES).dane is Dane.MISMATCH
