@@ -25,7 +25,7 @@ setup(
         "testnet": ["specs/*.toml"],
         "schema": ["queries/*.sql"],
     },
-    # Pinned: the pitfalls in DESIGN.md were verified with exactly these.
+    # Pinned: the pitfalls in docs/design.md were verified with exactly these.
     # requirements.txt repeats them for scrapyd's environment (tests check they agree).
     install_requires=[
         "Scrapy==2.19.0",

@@ -67,7 +67,7 @@ STAGE_TIMEOUT = 5.0  # seconds: every other SMTP/TLS stage, and each DNS query
 EHLO_NAME = "scanner.mxcensus.test"
 LEGACY_CIPHERS = "ALL:!aNULL:!eNULL:!PSK:!SRP:@SECLEVEL=0"
 OP_LEGACY_SERVER_CONNECT = getattr(ssl, "OP_LEGACY_SERVER_CONNECT", 0x4)  # 3.12+ names it
-MAX_LINE = 4096  # bytes of one reply line (DESIGN.md: longer is a protocol error)
+MAX_LINE = 4096  # bytes of one reply line (docs/design.md: longer is a protocol error)
 MAX_REPLY = 65536  # bytes of a whole reply
 # Queries outstanding at once: the crawl feeds domains lazily (about a dozen in DNS at a
 # time); 500 domains at once would overflow the single-threaded test DNS server's socket

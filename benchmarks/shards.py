@@ -1,8 +1,9 @@
 """Measure one crawl process against two shards of one run, on a synthetic national list.
 
-Why: DESIGN.md ("Scale") promises that a run split over processes (`-a shard=K/N`, one
-`-a run=NAME`) is faster on a multi-core machine yet stays one measurement: every IP probed
-once per run, never two connections at once to one IP, the same facts as one process. This
+Why: docs/design.md ("One run, many processes") promises that a run split over processes
+(`-a shard=K/N`, one `-a run=NAME`) is faster on a multi-core machine yet stays one
+measurement: every IP probed once per run, never two connections at once to one IP, the same
+facts as one process. This
 checks both promises on the same world and times them:
 
 1. generate a world (`benchmarks.world`) of N domains and start its test network;

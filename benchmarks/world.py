@@ -24,7 +24,7 @@ and this machine allows 20,000 open files) are served in the test network's disp
 (`[network] dispatch = true`): one wildcard socket for every IPv4 address. A wildcard
 listener accepts connections to every address, so a dead server cannot refuse; there it
 accepts and closes at once (a FIN), and is declared as the crawler records a close before
-the greeting: error, connection_closed, stage banner (DESIGN.md's table). Not an abort:
+the greeting: error, connection_closed, stage banner (docs/design.md's outcome table). Not an abort:
 a reset can arrive before the client has seen its connect complete, and then the crawler
 reads it as a failed connect (SO_ERROR ECONNRESET), which is a race, not a declaration.
 

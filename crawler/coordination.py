@@ -44,6 +44,10 @@ ASK_BATCH = 500  # asks answered in one transaction at most
 # the same for 10 asks as for 100, and a probe waits this long at most.
 ASK_GATHER = 0.1
 
+# The stat holding how this crawl's record ended (finished | interrupted | failed): the
+# crawl command's exit status follows it. Outside `mxcensus/`, which the record counts.
+STATUS_STAT = "crawl_status"
+
 # A domain with these is asked again when its run is resumed: the answer may come now.
 RETRIED_STATUSES = (str(DomainStatus.DNS_TIMEOUT), str(DomainStatus.SERVFAIL))
 
@@ -65,6 +69,9 @@ class Resume:
     done_domains: DigestSet = field(default_factory=DigestSet)  # domain_hash of answered ones
     # (MX host, IP) targets of stored domains still without a final verdict
     pending_targets: list[tuple[str, str]] = field(default_factory=list)
+    # (IP, port, first SNI) whose first probe saw STARTTLS, versions not yet tried
+    # (asked for only when the crawl runs with -a depth=protocols)
+    pending_protocols: list[tuple[str, int, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -122,6 +129,15 @@ class RunCoordinator:
         await self._opened
         return self.run_id, self.crawl_id
 
+    async def reload_resume(self) -> None:
+        """Load again what the run holds (rows replayed from a spool were added to it)."""
+        await self._in_thread(self._reload_resume)
+
+    def _reload_resume(self) -> None:
+        assert self.engine is not None
+        with self.engine.connect() as conn:
+            self.resume = _load_resume(conn, self.run_id)
+
     async def list_read(self, sha256: str) -> None:
         """A list fetched by URL is known only now: check it against the run's."""
         await self._in_thread(self._list_read, sha256)
@@ -155,6 +171,7 @@ class RunCoordinator:
         if self.engine is None:
             return
         await self._in_thread(self._close, status, reason, counts)
+        self.crawler.stats.set_value(STATUS_STAT, status)
         self._held.clear()
         self.engine.dispose()
 
@@ -182,6 +199,11 @@ class RunCoordinator:
             await busy
         if key in self._held:  # nobody else has probed it since this crawl claimed it
             self._held[key] += 1
+            if protocols and await self._in_thread(self._protocols_tried, key):
+                # Held for an SNI probe of its own; another crawl tried the versions
+                # before this one claimed the IP:port.
+                self.done([key])
+                return Grant((), claimed=False)
             return Grant((), claimed=True)
         answer = self._busy[key] = asyncio.get_running_loop().create_future()
         self._asks[key] = _Ask(sni, first, cap, protocols)
@@ -301,13 +323,16 @@ class RunCoordinator:
                     "node": socket.getfqdn(),
                 },
             ).scalar_one()
-            self.resume = _load_resume(conn, self.run_id)
-        if self.resume.done_domains or self.resume.pending_targets:
+            self.resume = _load_resume(conn, self.run_id, spider.protocols)
+        resume = self.resume
+        if resume.done_domains or resume.pending_targets or resume.pending_protocols:
             logger.info(
-                "run %s resumed: %d domains already answered, %d targets to finish",
+                "run %s resumed: %d domains already answered, %d targets to finish, "
+                "%d IPs whose TLS versions are still to try",
                 name,
-                len(self.resume.done_domains),
-                len(self.resume.pending_targets),
+                len(resume.done_domains),
+                len(resume.pending_targets),
+                len(resume.pending_protocols),
             )
 
     def _write_heartbeat(self) -> None:
@@ -374,6 +399,11 @@ class RunCoordinator:
                     grants[key] = Grant(probes, claimed=False, held_by=holders[key])
             self._delete_claims(conn, answered)
         return grants
+
+    def _protocols_tried(self, key: tuple[str, int]) -> bool:
+        assert self.engine is not None
+        with self.engine.connect() as conn:
+            return key in _tried_protocols(conn, self.run_id, [key])
 
     def _claim(self, conn: Connection, keys: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
         """Insert the claims that are absent, take over those of crawls whose lease
@@ -528,7 +558,7 @@ def _stored_probes(
     return {key: tuple(probes) for key, probes in found.items()}
 
 
-def _load_resume(conn: Connection, run_id: int) -> Resume:
+def _load_resume(conn: Connection, run_id: int, protocols: bool) -> Resume:
     resume = Resume()
     answered = conn.execute(
         select(Domain.domain).where(Domain.run_id == run_id, Domain.status.not_in(RETRIED_STATUSES))
@@ -561,7 +591,32 @@ def _load_resume(conn: Connection, run_id: int) -> Resume:
         .order_by(MxAddress.ip, MxAddress.mx_host)
     )
     resume.pending_targets = [(host, ip) for host, ip in unjudged]
+    if protocols:
+        resume.pending_protocols = _untried_protocols(conn, run_id)
     return resume
+
+
+def _untried_protocols(conn: Connection, run_id: int) -> list[tuple[str, int, str]]:
+    """IP:ports whose first probe (the lowest id) saw STARTTLS advertised and whose
+    versions the run has not tried: a crawl killed between the two."""
+    first = (
+        select(func.min(Probe.id).label("id"))
+        .where(Probe.run_id == run_id)
+        .group_by(Probe.ip, Probe.port)
+        .subquery()
+    )
+    tried = select(ProtocolProbe.ip).where(
+        ProtocolProbe.run_id == run_id,
+        ProtocolProbe.ip == Probe.ip,
+        ProtocolProbe.port == Probe.port,
+    )
+    rows = conn.execute(
+        select(Probe.ip, Probe.port, Probe.sni)
+        .join(first, Probe.id == first.c.id)
+        .where(Probe.wire_outcome.in_(("tls", "failure")), ~tried.exists())
+        .order_by(Probe.ip, Probe.port)
+    )
+    return [(ip, port, sni) for ip, port, sni in rows]
 
 
 # What a crawl joining a run must share with the run's earlier crawls.

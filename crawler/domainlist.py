@@ -96,6 +96,7 @@ class ListStats:
     sharded_out: int = 0  # valid, first seen, left to another shard
     no_weight: int = 0  # first-seen domains (any shard) with an empty or unreadable weight
     sha256: str | None = None  # of every byte, set once the list has been read to its end
+    size: int | None = None  # bytes in the list, when known before reading it
     invalid_examples: list[Example] = field(default_factory=list)
     duplicate_examples: list[Example] = field(default_factory=list)
     no_weight_examples: list[Example] = field(default_factory=list)
@@ -270,6 +271,15 @@ class DomainList:
         self._label = label
         self._shard = shard
         self._used = False
+        self._file: BinaryIO | None = None
+
+    def bytes_read(self) -> int | None:
+        """How far the streaming read has come (a little ahead: the file's buffer), for
+        progress; asked of the file, so reading a line costs nothing more."""
+        try:
+            return self._file.tell() if self._file is not None else None
+        except ValueError:  # closed: read to its end
+            return self.stats.size
 
     @property
     def sha256(self) -> str | None:
@@ -286,6 +296,7 @@ class DomainList:
         digest = hashlib.sha256()
         layout, stats = self._layout, self.stats
         with _open(self._source, self.name) as f:
+            stats.size, self._file = _size(f), f
             if layout.format == "json":
                 items = _json_items(_json_chunks(f, stats, digest), self.name)
                 records = _json_records(items, layout, stats)
@@ -297,6 +308,13 @@ class DomainList:
             yield from _entries(records, stats, self._label, weighted, self._shard)
         stats.sha256 = digest.hexdigest()
         _log_summary(stats)
+
+
+def _size(f: BinaryIO) -> int | None:
+    try:
+        return os.fstat(f.fileno()).st_size
+    except (OSError, io.UnsupportedOperation):  # bytes in memory
+        return len(f.getbuffer()) if isinstance(f, io.BytesIO) else None
 
 
 def read_domains(
@@ -352,8 +370,14 @@ class _Asked(NamedTuple):
 
 
 def _detect(f: BinaryIO, name: str, asked: _Asked) -> _Layout:
-    head = f.read(_CHUNK).decode("utf-8-sig", "replace").lstrip()
+    raw = f.read(_CHUNK)
     f.seek(0)
+    if b"\x00" in raw:  # no text list has a NUL: a compressed file, a database, a program
+        raise ListError(
+            f"{name}: a binary file (a NUL byte at offset {raw.index(0)}), not a list: give "
+            "plain text, CSV/TSV or JSON (decompress a .gz or .zip first)"
+        )
+    head = raw.decode("utf-8-sig", "replace").lstrip()
     if head.startswith("{"):
         raise ListError(f"{name}: JSON is not an array: it starts with '{{'")
     if _JSON_ARRAY.match(head):
@@ -529,7 +553,11 @@ def _split(line: str, delimiter: str) -> list[str]:
     line = line.rstrip("\r\n")
     if '"' not in line:
         return [cell.strip() for cell in line.split(delimiter)]
-    return [cell.strip() for cell in next(csv.reader([line], delimiter=delimiter), [])]
+    try:
+        cells = next(csv.reader([line], delimiter=delimiter), [])
+    except csv.Error:  # a NUL or stray bytes past the first chunk: the domain is invalid
+        cells = line.split(delimiter)
+    return [cell.strip() for cell in cells]
 
 
 def _table_records(

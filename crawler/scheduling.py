@@ -1,6 +1,6 @@
 """How a run is cut into scrapyd jobs, and what state each shard is in.
 
-scrapyd lists a job that exited 1 as "finished" (DESIGN.md, "Known pitfalls"): a
+scrapyd lists a job that exited 1 as "finished" (docs/design.md, "Known pitfalls"): a
 shard's state is judged from the run's own records, the `crawls` rows, with
 scrapyd's view of the job only filling in what the records cannot know (queued,
 started but not yet recorded, gone without closing its record). Pure: no HTTP,
@@ -171,7 +171,7 @@ def progress(states: Iterable[ShardState]) -> str:
 
 
 def exit_status(states: Iterable[ShardState]) -> int:
-    """DESIGN.md's exit statuses, over the shards' final states: 0 every shard
+    """docs/design.md's exit statuses, over the shards' final states: 0 every shard
     finished, 1 one failed for good, else 3 when one was interrupted."""
     final = set(states)
     if final & RETRYABLE:

@@ -14,6 +14,7 @@ DATABASE_URL = "sqlite:///mxcensus.sqlite"
 DATABASE_BATCH_SIZE = 2000  # rows per write (all tables together)
 DATABASE_FLUSH_INTERVAL = 2.0  # seconds between writes of a partial batch
 DATABASE_RETRY_FOR = 300.0  # seconds a batch is retried (dropped connection, failover)
+DATABASE_SPOOL_DIR = "."  # where rows go when the database is lost (replayed by the next crawl)
 DATABASE_DEDUP_CACHE = 20_000  # shared rows per table remembered as written (2x at most)
 
 # --- The run: several crawls (shards, resumes) as one measurement ----------
@@ -24,6 +25,15 @@ RUN_CLAIM_WAIT = 5.0  # seconds before asking again for an IP another crawl is p
 ITEM_PIPELINES = {
     "pipelines.classify.ClassifyPipeline": 300,
     "pipelines.store.StorePipeline": 800,
+}
+
+# `-o items.jsonl` / `.json` / `.csv`: the items as plain JSON values (crawler/exporters.py)
+FEED_EXPORTERS = {
+    "json": "crawler.exporters.JsonExporter",
+    "jsonlines": "crawler.exporters.JsonLinesExporter",
+    "jsonl": "crawler.exporters.JsonLinesExporter",
+    "jl": "crawler.exporters.JsonLinesExporter",
+    "csv": "crawler.exporters.CsvExporter",
 }
 
 # --- DNS (dnspython through the `dns` download handler) -------------------
@@ -129,4 +139,10 @@ STATS_CLASS = "crawler.stats.CrawlStats"  # Scrapy's, without a per-access shim 
 # Startup objects frozen, young collections every this many allocations (crawler/heap.py);
 # 0 = Python's defaults (700).
 GC_YOUNG_THRESHOLD = 10_000
-EXTENSIONS = {"crawler.heap.GarbageCollector": 0}
+# Scrapy's "Crawled N pages" line gives way to the crawl's own (crawler/progress.py).
+PROGRESS_INTERVAL = 60.0  # seconds between progress lines in the log; 0 = none
+EXTENSIONS = {
+    "crawler.heap.GarbageCollector": 0,
+    "scrapy.extensions.logstats.LogStats": None,
+    "crawler.progress.Progress": 500,
+}

@@ -62,3 +62,31 @@ def compare(spec: Spec, engine: Engine, run_id: int) -> list[str]:
     declared = {(t.mx_host, t.ip) for t in spec.expected_targets()}
     problems += [f"target {key}: in the run, not declared" for key in targets.keys() - declared]
     return problems
+
+
+def scanned_protocols(engine: Engine, run_id: int) -> dict[str, dict[str, str]]:
+    """IP → version → status, as `ip_protocols` holds them for the run."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT ip, version, status FROM ip_protocols WHERE run_id = :run"),
+            {"run": run_id},
+        ).all()
+    found: dict[str, dict[str, str]] = {}
+    for ip, version, status in rows:
+        found.setdefault(ip, {})[version] = status
+    return found
+
+
+def compare_protocols(spec: Spec, engine: Engine, run_id: int) -> list[str]:
+    """Every difference between the run's protocol matrix (`-a depth=protocols`) and the
+    network's declared one, one line each."""
+    expected, scanned = spec.expected_protocols(), scanned_protocols(engine, run_id)
+    problems = []
+    for ip in sorted(expected.keys() | scanned.keys()):
+        want, got = expected.get(ip, {}), scanned.get(ip, {})
+        for version in sorted(want.keys() | got.keys()):
+            if want.get(version) != got.get(version):
+                problems.append(
+                    f"{ip} {version}: declared {want.get(version)}, scanned {got.get(version)}"
+                )
+    return problems

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -37,8 +37,12 @@ def scanner_settings(state: State) -> dict[str, str]:
     }
 
 
-def crawl_command(domains: str | Path, settings: Mapping[str, str], *args: str) -> list[str]:
+def crawl_command(
+    domains: str | Path, settings: Mapping[str, str], *args: str, extra: Sequence[str] = ()
+) -> list[str]:
+    """`args` are spider arguments (NAME=VALUE), `extra` other options (e.g. -o FILE)."""
     command = [sys.executable, "-m", "scrapy", "crawl", "tld_mx", "-a", f"domains={domains}"]
+    command += extra
     for arg in args:
         command += ["-a", arg]
     for name, value in settings.items():
@@ -55,11 +59,15 @@ def environment() -> dict[str, str]:
 
 
 def crawl(
-    domains: str | Path, settings: Mapping[str, str], *args: str, timeout: float = 300
+    domains: str | Path,
+    settings: Mapping[str, str],
+    *args: str,
+    timeout: float = 300,
+    extra: Sequence[str] = (),
 ) -> subprocess.CompletedProcess[str]:
     """Run one crawl to its end in the project directory; output captured."""
     return subprocess.run(
-        crawl_command(domains, settings, *args),
+        crawl_command(domains, settings, *args, extra=extra),
         cwd=ROOT,
         env=environment(),
         text=True,

@@ -160,7 +160,7 @@ class ClassifyPipeline:
         probe, final = item.probe, item.probe.final
         chain = None
         if final.tls is not None:
-            # The certificate is judged as of the probe's own time (DESIGN.md: scan time).
+            # The certificate is judged as of the probe's own time (docs/design.md: scan time).
             when = datetime.fromtimestamp(final.started_at, UTC)
             item.chain = judge_chain(final.tls.chain_der, self.store, when)
             chain = _chain(item.chain.reasons, item.chain.leaf_names)

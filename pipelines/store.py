@@ -17,16 +17,18 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from scrapy import signals
 from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
 from sqlalchemy import Engine, Table, text
+from sqlalchemy.exc import SQLAlchemyError
+from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
-from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
-from crawler.coordination import run_coordinator
+from crawler.coordination import STATUS_STAT, run_coordinator
 from crawler.items import DomainItem, ProbeItem, ProtocolsItem, StoredProbesItem, TargetsItem
 from crawler.policy import DomainPolicyItem
 from crawler.recent import RecentSet
@@ -40,6 +42,7 @@ from pipelines.rows import (
     protocol_rows,
     target_rows,
 )
+from pipelines.spool import append, batches, spool_path, spooled
 from schema.db import engine_for, first_line, merge_statement, retrying
 from schema.models import Base
 
@@ -118,6 +121,7 @@ class StorePipeline:
         self.batch_size = settings.getint("DATABASE_BATCH_SIZE")
         self.flush_interval = settings.getfloat("DATABASE_FLUSH_INTERVAL")
         self.retry_for = settings.getfloat("DATABASE_RETRY_FOR")
+        self.spool_dir = settings.get("DATABASE_SPOOL_DIR") or "."
         self.engine: Engine | None = None
         self.run = run_coordinator(crawler)
         self.run_id = self.crawl_id = 0
@@ -133,6 +137,7 @@ class StorePipeline:
         self._queued = 0  # batches handed to the writer and not yet written
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="mxcensus-store")
         self._timer: Any = None
+        self._ending: Any = None  # the Deferred recording the crawl's end, once started
         crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
 
     @classmethod
@@ -147,8 +152,16 @@ class StorePipeline:
 
         self._pool.start()
         reactor.addSystemEventTrigger("during", "shutdown", self._pool.stop)
+        # A second Ctrl-C stops the reactor at once, before the spider closes: what is
+        # buffered is still written and the crawl recorded, never left `running`.
+        reactor.addSystemEventTrigger("before", "shutdown", self._forced_stop)
         self.run_id, self.crawl_id = await self.run.open(self.crawler.spider)
         self.engine = engine_for(self.url)
+        try:
+            if await self._in_thread(self._replay):
+                await self.run.reload_resume()  # the replayed rows count as done
+        except (SQLAlchemyError, OSError) as e:  # kept for the next crawl; this one goes on
+            logger.error("could not replay the run's spool: %s", first_line(e))
         logger.info(
             "storing run %s (crawl %s) in %s",
             self.run_id,
@@ -200,24 +213,63 @@ class StorePipeline:
         try:
             judged = await self._in_thread(judge)
         except Exception as e:
-            self._write_failed(Failure(e), {"target_dane": []})
+            # Nothing to spool: the verdicts follow from stored facts, and the run's next
+            # crawl judges the whole run again.
+            self.lost += 1
+            self.crawler.stats.inc_value("mxcensus/store/lost_batches")
+            logger.error(
+                "could not write the DANE verdicts to %s: %s; the crawl is failed. The same "
+                "command with -a run=RUN judges them again",
+                self._shown_url(),
+                first_line(e),
+            )
             return
         self.crawler.stats.set_value("mxcensus/dane/targets", judged)
 
     async def spider_closed(self, spider: Any, reason: str) -> None:
         """Record how the crawl ended (the reason is known only now)."""
-        if self.engine is None:
+        if self.engine is None or self._ending is not None:
             return
         status = CRAWL_STATUS.get(reason, "interrupted" if "closespider" in reason else "failed")
+        self._ending = deferred_from_coro(self._record_end(status, reason, analyze=True))
+        await maybe_deferred_to_future(self._ending)
+
+    def _forced_stop(self) -> Any:
+        """Before the reactor stops: the crawl's end is recorded, or being recorded."""
+        if self.engine is None:
+            return None
+        if self._ending is None:  # the reactor stops before the spider closed
+            logger.warning("stopping at once: writing what is buffered, then the crawl's record")
+            self._ending = deferred_from_coro(self._record_end("interrupted", "forced_shutdown"))
+        waited: Any = Deferred()
+        self._ending.addBoth(lambda result: (waited.callback(None), result)[1])
+        return waited
+
+    async def _record_end(self, status: str, reason: str, analyze: bool = False) -> None:
+        assert self.engine is not None
+        if not self._closing:  # close_spider never ran
+            await self.close_spider()
         # A lost batch, or a request that failed (its targets stay unjudged): the
         # run is not whole. Run the same command again to finish it.
         if self.lost or self.crawler.stats.get_value("mxcensus/requests/failed"):
             status = "failed"
-        await self.run.close(status, reason, self._counts(spider))
         try:
-            await self._in_thread(self._analyze)
-        except Exception as e:  # statistics only speed up the views
-            logger.warning("ANALYZE failed: %s", e)
+            await self.run.close(status, reason, self._counts(self.crawler.spider))
+        except SQLAlchemyError as e:  # the database is gone or full: say so, in one line
+            logger.error(
+                "could not record the crawl's end (%s) in %s: %s; it shows as `running` there "
+                "until RUN_LEASE lapses, then as dead (scrapy summary)",
+                status,
+                self._shown_url(),
+                first_line(e),
+            )
+            self.crawler.stats.set_value(STATUS_STAT, "failed")
+            analyze = False
+        if analyze:
+            try:
+                await self._in_thread(self._analyze)
+            except Exception as e:  # statistics only speed up the views
+                logger.warning("ANALYZE failed: %s", e)
         self.engine.dispose()
 
     # --- buffering -----------------------------------------------------------
@@ -259,18 +311,19 @@ class StorePipeline:
         previous = self._writing
 
         def write(_: Any = None) -> Any:
-            return self._in_thread_deferred(self._write, batch)
+            return self._in_thread_deferred(self._write_or_spool, batch)
 
         def written(result: Any) -> Any:
             self._queued -= 1
             return result
 
-        def committed(result: Any) -> Any:
+        def committed(written_to_database: bool) -> None:
             # The run may now see these probes as done: their claims can go. An IP:port's
             # protocol conversations were one grant, however many versions.
-            self.run.done((row["ip"], row["port"]) for row in batch.get("probes", ()))
-            self.run.done({(row["ip"], row["port"]) for row in batch.get("protocol_probes", ())})
-            return result
+            if written_to_database:
+                self.run.done((row["ip"], row["port"]) for row in batch.get("probes", ()))
+                protocols = batch.get("protocol_probes", ())
+                self.run.done({(row["ip"], row["port"]) for row in protocols})
 
         # Writes stay in order: each waits for the one before it.
         self._queued += 1
@@ -281,15 +334,19 @@ class StorePipeline:
 
     def _write_failed(self, failure: Any, batch: Rows) -> None:
         rows = sum(len(r) for r in batch.values())
-        logger.error(
-            "could not write %d rows to %s: %s; the crawl is failed",
-            rows,
-            self.engine.url.render_as_string(hide_password=True) if self.engine else self.url,
-            failure.getErrorMessage().splitlines()[0],
-        )
         self.lost += 1
         self.crawler.stats.inc_value("mxcensus/store/lost_batches")
-        self.crawler.stats.inc_value("mxcensus/store/lost_rows", rows)
+        kept = self._spool(batch)
+        logger.error(
+            "could not write %d rows to %s: %s; the crawl is failed. %s",
+            rows,
+            self._shown_url(),
+            failure.getErrorMessage().splitlines()[0],
+            f"The rows are kept in {kept}: the same command with -a run=RUN (scrapy summary "
+            "names it) replays them first, once the database can be written"
+            if kept
+            else "The rows are lost",
+        )
         if not self._closing:  # nothing more can be stored: stop probing now
             self._closing = True
             deferred_from_coro(self.crawler.engine.close_spider_async(reason="database_failed"))
@@ -308,6 +365,47 @@ class StorePipeline:
         """Write one batch in one transaction, retrying what a database may recover from."""
         assert self.engine is not None
         retrying(self._write_once, batch, retry_for=self.retry_for, on_retry=self._retrying)
+
+    def _write_or_spool(self, batch: Rows) -> bool:
+        """True when written; once the database is lost, later batches go straight to the
+        spool (each would otherwise wait DATABASE_RETRY_FOR in turn)."""
+        if self.lost:
+            self._spool(batch)
+            return False
+        self._write(batch)
+        return True
+
+    # --- the spool: rows kept when the database is lost ------------------------
+
+    def _spool(self, batch: Rows) -> Path | None:
+        """Keep a batch the database would not take; the file, or None if it cannot be."""
+        path = spool_path(self.spool_dir, self.url, self.run_id, self.crawl_id)
+        rows = sum(len(r) for r in batch.values())
+        try:
+            append(path, batch)
+        except OSError as e:
+            logger.error("could not keep %d rows in %s either: %s", rows, path, e.strerror or e)
+            self.crawler.stats.inc_value("mxcensus/store/lost_rows", rows)
+            return None
+        self.crawler.stats.inc_value("mxcensus/store/spooled_rows", rows)
+        return path
+
+    def _replay(self) -> int:
+        """Write what earlier crawls of the run spooled, oldest first; returns the rows.
+        A file goes once all of it is written."""
+        replayed = 0
+        for path in spooled(self.spool_dir, self.url, self.run_id):
+            rows = 0
+            for batch in batches(path):
+                self._write(batch)
+                rows += sum(len(r) for r in batch.values())
+            path.unlink()
+            logger.info("replayed %d rows from %s", rows, path)
+            replayed += rows
+        return replayed
+
+    def _shown_url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True) if self.engine else self.url
 
     def _write_once(self, batch: Rows) -> None:
         assert self.engine is not None

@@ -1,16 +1,16 @@
-"""Judge a certificate chain as sent: trust, dates, key and names (DESIGN.md, "Vocabulary").
+"""Judge a certificate chain as sent: trust, dates, key and names (docs/design.md, "Vocabulary").
 
 Pure: no I/O beyond reading the trust bundle once. `judge_chain` is the name-independent
 part, computed once per probe (one IP serves many MX names); `judge_target` adds the name.
 
 Trust is checked by OpenSSL (pyOpenSSL `X509StoreContext` with the server's intermediates
 as the untrusted chain), not by `cryptography.x509.verification`, because:
-- DESIGN.md asks for OpenSSL's error number and text, and `self_signed` (18) vs
+- docs/design.md asks for OpenSSL's error number and text, and `self_signed` (18) vs
   `untrusted_ca` (19/20/21) is exactly OpenSSL's distinction; cryptography's verifier
   raises one untyped message;
-- cryptography refuses certificates OpenSSL accepted in the handshake (DESIGN pitfalls),
-  and its verifier enforces a CA/Browser-Forum profile stricter than what mail servers
-  meet, which would turn many merely old chains into false `invalid_chain`;
+- cryptography refuses certificates OpenSSL accepted in the handshake (docs/design.md,
+  "Known pitfalls"), and its verifier enforces a CA/Browser-Forum profile stricter than
+  what mail servers meet, which would turn many merely old chains into false `invalid_chain`;
 - OpenSSL builds paths as the sending MTAs we stand in for do (trusted-first,
   time-aware choice among candidate issuers).
 """
@@ -25,18 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.bindings.openssl.binding import Binding
 from OpenSSL import crypto
 
 from crawler.certnames import name_matches, presented_names
 from pipelines.certinfo import key_facts
+from pipelines.openssl_adapter import NO_CHECK_TIME, clear_error_queue
 from schema.vocab import Reason
-
-# The OpenSSL that pyOpenSSL uses (pyOpenSSL reaches it through the same binding).
-_LIB = Binding().lib
-# openssl/x509_vfy.h (OpenSSL >= 1.1.0): skip every validity-date check. pyOpenSSL's
-# X509StoreFlags does not name it; X509Store.set_flags takes the raw flag.
-_X509_V_FLAG_NO_CHECK_TIME = 0x200000
 
 # OpenSSL verify errors that are dates: they stop verification before trust is known.
 _DATE_ERRORS = {
@@ -51,7 +45,7 @@ _TRUST_ERRORS = {
     21: Reason.UNTRUSTED_CA,  # X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE: leaf alone
     2: Reason.UNTRUSTED_CA,  # X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT: path ends nowhere
 }
-# DESIGN.md: weak = leaf RSA/DSA < 2048 bits, EC < 224 bits.
+# docs/design.md: weak = leaf RSA/DSA < 2048 bits, EC < 224 bits.
 _MIN_BITS = {"RSA": 2048, "DSA": 2048, "EC": 224}
 _OPENSSL_KEY_TYPES = {crypto.TYPE_RSA: "RSA", crypto.TYPE_DSA: "DSA", crypto.TYPE_EC: "EC"}
 _PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
@@ -109,7 +103,7 @@ class TrustStore:
         for root in self.roots:
             store.add_cert(root)
         if when is None:
-            store.set_flags(_X509_V_FLAG_NO_CHECK_TIME)
+            store.set_flags(NO_CHECK_TIME)
         else:
             store.set_time(when)
         return store
@@ -230,7 +224,7 @@ def _verify(
         # the next SSL_get_error() on this thread — the reactor's, TLS probes included —
         # report SSL_ERROR_SSL for a healthy connection (SSL_get_error(3): the queue must
         # be empty before a TLS I/O operation), and taint the next crypto.Error text.
-        _LIB.ERR_clear_error()
+        clear_error_queue()
     return None
 
 
@@ -272,8 +266,8 @@ def _load_untrusted(ders: Sequence[bytes]) -> tuple[list[crypto.X509], list[str]
 def _leaf_facts(der: bytes, leaf: crypto.X509) -> tuple[_Leaf, list[str]]:
     """Names, key and dates, read with cryptography where it can; OpenSSL's reading else.
 
-    cryptography is stricter than OpenSSL (DESIGN.md pitfalls) and parses extensions and
-    keys lazily, so each part is read on its own and a failure only costs that part.
+    cryptography is stricter than OpenSSL (docs/design.md, "Known pitfalls") and parses
+    extensions and keys lazily, so each part is read on its own and a failure only costs that part.
     Without a readable SAN the names are unknown: none is presented (fail closed) rather
     than guessing from the CN.
     """

@@ -45,7 +45,7 @@ def figure(height: float, columns: int = 1, ratios: Sequence[float] | None = Non
 
 
 def pct(share: float | None) -> str:
-    return "-" if share is None else f"{100 * share:.1f}%"
+    return "-" if share is None else f"{100 * share:.2f}%"
 
 
 def number(value: float) -> str:
@@ -183,21 +183,28 @@ def figure2(report: Report) -> Figure | None:
 
 
 def _paired(
-    ax: Axes, names: list[str], rows: Sequence[dict[str, Any]], series: list[tuple[str, str, str]]
+    ax: Axes,
+    names: list[str],
+    rows: Sequence[dict[str, Any]],
+    series: list[tuple[str, str, str]],
+    legend: str = "lower right",
 ) -> None:
-    """Horizontal grouped bars of `{key}_share`, first row at the top, 'n (x%)' labels."""
+    """Horizontal grouped bars of `{key}_share`, first row at the top, 'n (x%)' labels
+    ('untestable' where a row's count is None: no bar, not 0 %)."""
     height = 0.8 / len(series)
     ys = list(range(len(rows)))[::-1]
     for k, (key, title, colour) in enumerate(series):
         offset = (len(series) - 1) / 2 * height - k * height
         shares = [r[f"{key}_share"] or 0.0 for r in rows]
         bars = ax.barh([y + offset for y in ys], shares, height, color=colour, label=title)
-        labels = [f"{r[key]} ({pct(r[f'{key}_share'])})" for r in rows]
+        labels = [
+            "untestable" if r[key] is None else f"{r[key]} ({pct(r[f'{key}_share'])})" for r in rows
+        ]
         ax.bar_label(bars, labels=labels, padding=3, fontsize=8)
     ax.set_yticks(ys, names)
     ax.margins(x=0.2)
     _grid(ax, "x", counts=False)
-    ax.legend(loc="lower right", frameon=False)
+    ax.legend(loc=legend, frameon=False)
 
 
 def certificates(report: Report) -> Figure | None:
@@ -232,7 +239,7 @@ def certificates(report: Report) -> Figure | None:
 
 
 def _weak(row: dict[str, Any]) -> bool:
-    """DESIGN.md's weak_key: RSA/DSA under 2048 bits, EC under 224."""
+    """docs/design.md's weak_key: RSA/DSA under 2048 bits, EC under 224."""
     bits = row["key_bits"] or 0
     return (row["key_type"] in ("RSA", "DSA") and bits < 2048) or (
         row["key_type"] == "EC" and bits < 224
@@ -256,6 +263,48 @@ def protocols(report: Report) -> Figure | None:
     ax.margins(y=0.2)
     _grid(ax, "y")
     ax.set_title("Negotiated protocol versions (IPs)")
+    return fig
+
+
+def protocol_support(report: Report) -> Figure | None:
+    """The Italian study's "Protocols support" (`-a depth=protocols`): per version, the
+    share of the STARTTLS MX hosts and IPs tried that accept it, and those accepting none
+    (an untestable version is said, never drawn as 0 %). Beside it, each MX host's
+    highest and lowest accepted version."""
+    if "protocol_support" not in report:
+        return None
+    hosts = {r["measure"]: r for r in report["protocol_hosts"].rows}
+    if not hosts["tried"]["ip"]:
+        return None  # the depth ran, but no IP advertised STARTTLS
+    support = report["protocol_support"].rows
+    # One bar pair per version (hosts accepting it), then the hosts accepting none.
+    rows = [
+        {
+            "mx_host": r["mx_host_supported"],
+            "mx_host_share": r["mx_host_share"],
+            "ip": r["ip_supported"],
+            "ip_share": r["ip_share"],
+        }
+        for r in support
+    ]
+    none = hosts["accept_none"]
+    rows.append({k: none[k] for k in ("mx_host", "mx_host_share", "ip", "ip_share")})
+    names = [r["version"] for r in support] + ["accept none"]
+    fig = figure(0.9 + 0.42 * len(rows), 2, ratios=[1.3, 1])
+    left, right = fig.axes
+    _paired(left, names, rows, [("mx_host", "MX hosts", ACCENT), ("ip", "IPs", SECOND)])
+    left.xaxis.set_major_formatter(lambda x, _: f"{100 * x:.0f}%")
+    left.set_title("Protocol support among STARTTLS hosts")
+    ranges = [r for r in report["protocol_range"].rows if r["mx_host_highest"] is not None]
+    _paired(
+        right,
+        [r["version"] for r in ranges],
+        ranges,
+        [("mx_host_highest", "highest", ACCENT), ("mx_host_lowest", "lowest", SECOND)],
+        legend="center right",
+    )
+    right.xaxis.set_major_formatter(lambda x, _: f"{100 * x:.0f}%")
+    right.set_title("Highest and lowest version (MX hosts)")
     return fig
 
 
@@ -331,10 +380,16 @@ def labels(report: Report) -> Figure | None:
         bars = left.bar(
             [x + (k - 0.5) * width for x in xs], shares, width, color=colour, label=title
         )
-        left.bar_label(bars, labels=[f"{100 * s:.0f}%" for s in shares], padding=2, fontsize=8)
+        left.bar_label(  # upright when many labels: two decimals need the room
+            bars,
+            labels=[pct(s) for s in shares],
+            padding=2,
+            fontsize=7.5,
+            rotation=90 if len(rows) > 6 else 0,
+        )
     left.set_xticks(xs, names)
     left.yaxis.set_major_formatter(lambda y, _: f"{100 * y:.0f}%")
-    left.set_ylim(0, 1.15)
+    left.set_ylim(0, 1.42 if len(rows) > 6 else 1.15)  # room for the legend
     _grid(left, "y", counts=False)
     left.legend(loc="upper left", ncols=2, frameon=False)
     left.set_title("STARTTLS by label")
@@ -375,6 +430,7 @@ REPORT_CHARTS: dict[str, Chart] = {
     "figure2": figure2,
     "certificates": certificates,
     "protocols": protocols,
+    "protocol_support": protocol_support,
     "ciphers": ciphers,
     "errors": errors,
     "labels": labels,

@@ -78,6 +78,23 @@ RUN_SECTIONS = (
         ("protocol_versions",),
     ),
     Section(
+        "protocol_support",
+        "Protocol support among STARTTLS hosts",
+        "As the Italian survey's protocols chart, from a crawl with <code>-a depth=protocols"
+        "</code>: each IP that advertised STARTTLS was offered one TLS version at a time. An MX "
+        "host accepts a version when any of its IPs does, and counts under every version it "
+        "accepts; those that accept none are shown apart. A version this scanner's OpenSSL "
+        "cannot offer is <i>untestable</i>, never counted as not supported.",
+        ("protocol_support",),
+        (
+            "protocol_support",
+            "protocol_hosts",
+            "protocol_range",
+            "protocol_ciphers",
+            "protocol_forward_secrecy",
+        ),
+    ),
+    Section(
         "ciphers",
         "Cipher suites and forward secrecy",
         "Facebook's Figures 3 and 4: the cipher suite each IP chose, and how many sessions have "
@@ -181,6 +198,9 @@ def write(report: Report, directory: Path) -> Path:
 
 
 def render(report: Report, sections: tuple[Section, ...], drawn: set[str]) -> str:
+    # A section whose tables this report lacks (protocol support without
+    # -a depth=protocols) is left out, not shown empty.
+    sections = tuple(s for s in sections if not s.tables or any(t in report for t in s.tables))
     nav = " ".join(f'<a href="#{s.anchor}">{escape(s.title)}</a>' for s in sections)
     body = "\n".join(_section(report, s, drawn) for s in sections)
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")

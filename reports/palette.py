@@ -3,7 +3,7 @@ none grey, error dark red, the same on every chart."""
 
 from __future__ import annotations
 
-# Figure 1's four categories, best to worst (DESIGN.md "Vocabulary").
+# Figure 1's four categories, best to worst (docs/design.md, "Vocabulary").
 CATEGORIES = ("strict", "opportunistic", "failure", "none")
 TITLES = {
     "strict": "Strict",

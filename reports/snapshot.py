@@ -44,10 +44,19 @@ SKIPPED = {
         "verify_error",
         "cert_parse_error",
     },
+    "protocol_probes": {"timings", "transcript"},
     "domains": {"mx_rrset", "dns_detail"},
     "mx_hosts": {"dns_detail"},
 }
-BASE = ["domains", "mx_records", "mx_hosts", "mx_addresses", "targets", "probes"]
+BASE = [
+    "domains",
+    "mx_records",
+    "mx_hosts",
+    "mx_addresses",
+    "targets",
+    "probes",
+    "protocol_probes",
+]
 INDEXES = {
     "domains": ["run_id, domain", "run_id, label"],
     "mx_records": ["run_id, domain", "run_id, mx_host"],
@@ -55,9 +64,11 @@ INDEXES = {
     "mx_addresses": ["run_id, mx_host, ip"],
     "targets": ["run_id, mx_host, ip"],
     "probes": ["run_id, ip, port, sni", "id"],
+    "protocol_probes": ["run_id, ip, port"],
     "target_results": ["run_id, mx_host", "run_id, ip"],
     "mx_results": ["run_id, mx_host"],
     "ip_results": ["run_id, ip"],
+    "ip_protocols": ["run_id, ip, port"],
     "domain_mx": ["run_id, domain", "run_id, mx_host"],
     "domain_results": ["run_id, domain", "run_id, label"],
 }

@@ -9,6 +9,8 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from schema.vocab import TlsVersion
+
 FOUR = "('strict', 'opportunistic', 'failure', 'none')"
 
 RUN = """
@@ -38,7 +40,7 @@ def _apart(weight: str) -> str:
     )
 
 
-# The units Figure 1 leaves out of its shares (DESIGN.md): `error`, no category (not
+# The units Figure 1 leaves out of its shares (docs/design.md): `error`, no category (not
 # probed) and, for domains, a status other than ok (no MX host to count).
 FIGURE1_APART = f"""
 SELECT 'all_email' AS unit, {_apart("weight")}
@@ -104,6 +106,112 @@ JOIN domain_mx dm ON dm.run_id = d.run_id AND dm.domain = d.domain
 JOIN mx_results m ON m.run_id = dm.run_id AND m.mx_host = dm.mx_host
 WHERE d.run_id = :run AND m.answered IS NOT NULL
 GROUP BY d.label
+"""
+
+# -- protocol support (`-a depth=protocols`; the per-version counts: protocol_support.sql) --
+
+# Whether the run has protocol data: a crawl that ran with the depth, or rows of it.
+PROTOCOL_DEPTH = """
+SELECT (SELECT COUNT(*) FROM crawls WHERE run_id = :run AND depth LIKE '%protocols%')
+       + (SELECT COUNT(*) FROM ip_protocols WHERE run_id = :run) AS n
+"""
+
+# Oldest first, as OpenSSL names them: the rank orders versions on every collation.
+VERSION_RANK = (
+    "CASE version " + " ".join(f"WHEN '{v}' THEN {i}" for i, v in enumerate(TlsVersion)) + " END"
+)
+# Each MX host with the IP:ports probed for it (whatever their probes' category).
+_MX_IPS = (
+    "(SELECT DISTINCT mx_host, ip, port FROM target_results"
+    " WHERE run_id = :run AND skip_reason IS NULL)"
+)
+
+# Per unit: how many advertise STARTTLS, how many were tried, and of those how many
+# accept some version, refuse every one tried, or never reached a handshake.
+PROTOCOL_UNITS = f"""
+SELECT 'mx_host' AS unit,
+       (SELECT COUNT(*) FROM mx_results WHERE run_id = :run AND starttls_any) AS starttls,
+       COUNT(*) AS tried,
+       COALESCE(SUM(accepts), 0) AS accept_any,
+       COALESCE(SUM(CASE WHEN accepts = 0 AND refuses = 1 THEN 1 ELSE 0 END), 0) AS refuse_all,
+       COALESCE(SUM(CASE WHEN accepts = 0 AND refuses = 0 THEN 1 ELSE 0 END), 0) AS no_answer
+FROM (SELECT t.mx_host,
+             MAX(CASE WHEN p.status = 'supported' THEN 1 ELSE 0 END) AS accepts,
+             MAX(CASE WHEN p.status = 'not_supported' THEN 1 ELSE 0 END) AS refuses
+      FROM {_MX_IPS} t
+      JOIN ip_protocols p ON p.run_id = :run AND p.ip = t.ip AND p.port = t.port
+      GROUP BY t.mx_host) hosts
+UNION ALL
+SELECT 'ip',
+       (SELECT COUNT(*) FROM (SELECT DISTINCT ip, port FROM target_results
+                              WHERE run_id = :run AND starttls_advertised) s),
+       COUNT(*),
+       COALESCE(SUM(accepts), 0),
+       COALESCE(SUM(CASE WHEN accepts = 0 AND refuses = 1 THEN 1 ELSE 0 END), 0),
+       COALESCE(SUM(CASE WHEN accepts = 0 AND refuses = 0 THEN 1 ELSE 0 END), 0)
+FROM (SELECT ip, port,
+             MAX(CASE WHEN status = 'supported' THEN 1 ELSE 0 END) AS accepts,
+             MAX(CASE WHEN status = 'not_supported' THEN 1 ELSE 0 END) AS refuses
+      FROM ip_protocols
+      WHERE run_id = :run
+      GROUP BY ip, port) ips
+"""
+
+# The highest and the lowest version each unit accepts (an MX host: over all its IPs),
+# counted per rank of TlsVersion: `bound` is 'highest' or 'lowest'.
+PROTOCOL_RANGE = f"""
+WITH ip_range AS (
+    SELECT ip, port, MAX({VERSION_RANK}) AS highest, MIN({VERSION_RANK}) AS lowest
+    FROM ip_protocols
+    WHERE run_id = :run AND status = 'supported'
+    GROUP BY ip, port
+), mx_range AS (
+    SELECT t.mx_host, MAX(r.highest) AS highest, MIN(r.lowest) AS lowest
+    FROM {_MX_IPS} t
+    JOIN ip_range r ON r.ip = t.ip AND r.port = t.port
+    GROUP BY t.mx_host
+)
+SELECT 'mx_host' AS unit, 'highest' AS bound, highest AS version_rank, COUNT(*) AS n
+FROM mx_range GROUP BY highest
+UNION ALL
+SELECT 'mx_host', 'lowest', lowest, COUNT(*) FROM mx_range GROUP BY lowest
+UNION ALL
+SELECT 'ip', 'highest', highest, COUNT(*) FROM ip_range GROUP BY highest
+UNION ALL
+SELECT 'ip', 'lowest', lowest, COUNT(*) FROM ip_range GROUP BY lowest
+"""
+
+# The cipher suite each IP picked at each version it accepts; an MX host counts once
+# per (version, cipher) its addresses picked.
+PROTOCOL_CIPHERS = f"""
+SELECT p.version, p.cipher, p.forward_secrecy, COUNT(*) AS ips,
+       (SELECT COUNT(DISTINCT t.mx_host)
+        FROM {_MX_IPS} t
+        JOIN ip_protocols q ON q.run_id = :run AND q.ip = t.ip AND q.port = t.port
+        WHERE q.status = 'supported' AND q.version = p.version AND q.cipher = p.cipher)
+           AS mx_hosts
+FROM ip_protocols p
+WHERE p.run_id = :run AND p.status = 'supported'
+GROUP BY p.version, p.cipher, p.forward_secrecy
+"""
+
+# Forward secrecy per version, over the units that accept it: an IP when the suite it
+# picked has it; an MX host when every one of its IPs that accepts the version does.
+PROTOCOL_FORWARD_SECRECY = f"""
+SELECT 'ip' AS unit, version, COUNT(*) AS n,
+       SUM(CASE WHEN forward_secrecy THEN 1 ELSE 0 END) AS with_fs
+FROM ip_protocols
+WHERE run_id = :run AND status = 'supported'
+GROUP BY version
+UNION ALL
+SELECT 'mx_host', version, COUNT(*), SUM(all_fs)
+FROM (SELECT t.mx_host, p.version,
+             MIN(CASE WHEN p.forward_secrecy THEN 1 ELSE 0 END) AS all_fs
+      FROM {_MX_IPS} t
+      JOIN ip_protocols p ON p.run_id = :run AND p.ip = t.ip AND p.port = t.port
+      WHERE p.status = 'supported'
+      GROUP BY t.mx_host, p.version) hosts
+GROUP BY version
 """
 
 # -- two runs -------------------------------------------------------------------------------

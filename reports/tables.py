@@ -1,5 +1,6 @@
 """A run's report as tables: the Italian study's table, Facebook's Figures 1-4, key sizes,
-verification results, protocol versions, connection errors and the label comparison.
+verification results, protocol versions, protocol support (reports/protocols.py),
+connection errors and the label comparison.
 
 schema/queries/*.sql answer most tables (through schema/examples.run_query); reports/sql.py
 the rest. Python only reshapes their few aggregate rows (pivots, shares).
@@ -11,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from reports import labels, policy, sql
+from reports import labels, policy, protocols, sql
 from reports.palette import UNITS
 from reports.pivot import category_columns, pivot_categories
 from reports.runs import RunRef
@@ -33,6 +34,7 @@ ITALIAN = (  # (measure, description, share of)
 def build(engine: Engine, run: RunRef, database: str) -> Report:
     """Every table of the report for one run; `engine` is a snapshot (reports/snapshot.py)."""
     info = run_table(engine, run.id)
+    support = protocols.tables(engine, run.id)  # none without -a depth=protocols
     tables = [
         info,
         crawls_table(engine, run.id),
@@ -78,6 +80,7 @@ def build(engine: Engine, run: RunRef, database: str) -> Report:
             [Column("tls_version", "version"), Column("ips", "IPs", "count")],
             run_query(engine, "protocol_versions", run.id),
             "ips",
+            "" if support else protocols.HOW,
         ),
         ciphers_table(run_query(engine, "cipher_suites", run.id)),
         table(
@@ -90,6 +93,7 @@ def build(engine: Engine, run: RunRef, database: str) -> Report:
             ],
             run_query(engine, "forward_secrecy", run.id),
         ),
+        *support,
         table(
             "connection_errors",
             "Connection errors (targets that never said whether they offer STARTTLS)",
@@ -294,7 +298,12 @@ def ciphers_table(result: list[dict[str, Any]]) -> Table:
 
 
 def with_shares(
-    name: str, title: str, columns: list[Column], result: list[dict[str, Any]], of: str
+    name: str,
+    title: str,
+    columns: list[Column],
+    result: list[dict[str, Any]],
+    of: str,
+    note: str = "",
 ) -> Table:
     total = sum(r[of] or 0 for r in result)
     return table(
@@ -302,4 +311,5 @@ def with_shares(
         title,
         [*columns, Column("share", "share", "share")],
         ({**r, "share": share(r[of], total)} for r in result),
+        note,
     )

@@ -21,7 +21,7 @@ def engine_for(url: str, **kwargs: Any) -> Engine:
     """Create the engine for DATABASE_URL.
 
     SQLAlchemy 2.1 maps a bare `postgresql://` to psycopg 3; the project ships
-    psycopg2, so the scheme is pinned to it (DESIGN.md, "Known pitfalls").
+    psycopg2, so the scheme is pinned to it (docs/design.md, "Known pitfalls").
     """
     parsed = make_url(url)
     if parsed.drivername == "postgresql":

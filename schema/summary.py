@@ -10,7 +10,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select, text
 
-from crawler.scheduling import CrawlRecord, ShardState, record_state, shards_of_run
+from crawler.progress_line import duration
+from crawler.scheduling import CrawlRecord, ShardState, record_state, shards_of_run, utc
 from schema.models import Crawl
 
 DEFAULT_LEASE = 300.0  # RUN_LEASE's default: seconds without a heartbeat before a crawl is dead
@@ -84,6 +85,7 @@ def summarize(
         ).all()
         targets = conn.execute(text(TARGETS_SQL), params).all()
         probes = conn.execute(text("SELECT COUNT(*) FROM probes WHERE run_id = :run"), params)
+        stored = {table: _per_crawl(conn, table, run_id) for table in ("domains", "probes")}
         crawls = (
             conn.execute(  # through the model, so JSON comes back parsed
                 select(
@@ -107,7 +109,15 @@ def summarize(
     return Summary(
         run_id,
         run_name,
-        [{**c, "state": record_state(r, now, lease)} for c, r in zip(crawls, records, strict=True)],
+        [
+            {
+                **c,
+                "state": record_state(r, now, lease),
+                "stored": {table: by_crawl.get(c["id"], 0) for table, by_crawl in stored.items()},
+                "elapsed": (now - utc(c["started_at"])).total_seconds() if c["started_at"] else 0,
+            }
+            for c, r in zip(crawls, records, strict=True)
+        ],
         [(s, n) for s, n in domains],
         [(o, c, n) for o, c, n in targets],
         probes.scalar_one(),
@@ -118,8 +128,28 @@ def summarize(
     )
 
 
+def _per_crawl(conn: Connection, table: str, run_id: int) -> dict[int, int]:
+    """Rows each crawl of the run stored: how far a running one has come."""
+    rows = conn.execute(
+        text(f"SELECT crawl_id, COUNT(*) FROM {table} WHERE run_id = :run GROUP BY crawl_id"),
+        {"run": run_id},
+    )
+    return dict(rows.all())
+
+
 def _record(crawl: Any) -> CrawlRecord:
     return CrawlRecord(**{f.name: crawl[f.name] for f in fields(CrawlRecord)})
+
+
+def _so_far(crawl: dict[str, Any]) -> str:
+    """A running crawl's progress from what it stored (the log says more, every
+    PROGRESS_INTERVAL)."""
+    domains, probes = crawl["stored"]["domains"], crawl["stored"]["probes"]
+    elapsed = max(crawl["elapsed"], 1e-9)
+    return (
+        f"{domains:,} domains and {probes:,} probes stored in {duration(elapsed)} "
+        f"({domains / elapsed:.1f} domains/s)"
+    )
 
 
 def render_shards(rows: Iterable[ShardRow]) -> str:
@@ -138,6 +168,9 @@ def render(summary: Summary) -> str:
         status, reason = crawl["status"], crawl["finish_reason"] or "running"
         if crawl["state"] is ShardState.DEAD:
             status, reason = "dead", "running, without a heartbeat"
+        if crawl["state"] is ShardState.RUNNING:  # its counts come when it ends
+            lines.append(f"  crawl {crawl['id']}: running; {_so_far(crawl)}")
+            continue
         lines.append(
             f"  crawl {crawl['id']}: {status} ({reason}); "
             f"list: {listed.get('entries', '?')} domains, {listed.get('invalid', '?')} invalid, "

@@ -6,7 +6,7 @@
     python -m testnet expect SPEC
 
 In tests: `with testnet.running(spec_path, state_dir) as state: ...`, and
-`testnet.spec.load(path)` for what the scan must yield. See DESIGN.md, "Test network".
+`testnet.spec.load(path)` for what the scan must yield. See docs/design.md, "Test network".
 """
 
 from __future__ import annotations

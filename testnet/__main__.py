@@ -106,6 +106,8 @@ def cmd_expect(args: argparse.Namespace) -> int:
         "invalid": spec.expected_invalid,
         "duplicates": spec.expected_duplicates,
         "scanner": dict(spec.scanner),
+        # IP -> TLS version -> status (`-a depth=protocols`); null if none are declared.
+        "protocols": spec.expected_protocols() if spec.protocols_declared else None,
     }
     print(json.dumps(out, indent=2, default=str))
     return 0

@@ -4,9 +4,12 @@ Politeness is asserted from this file, not from the scanner's word: how many con
 each IP saw and when, the EHLO name, QUIT, and that MAIL FROM never came.
 
 A line: {"server", "ip", "port", "client", "start", "end", "commands", "tls",
-"tls_version", "cipher", "sni", "binary_bytes"}. `commands` holds each line received
+"tls_version", "cipher", "sni", "offered", "binary_bytes"}. `commands` holds each line received
 (CR/LF stripped, decoded as latin-1, at most `MAX_COMMAND` characters, at most
-`MAX_COMMANDS` of them), before and after TLS alike.
+`MAX_COMMANDS` of them), before and after TLS alike. `offered` (esmtp servers, after
+the 220 to STARTTLS): the TLS versions the client's ClientHello offered, oldest first
+(`clienthello.offered`), [] for a first record that was no readable ClientHello, null
+when no TLS record came.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ class ConnectionRecord:
     tls_version: str | None = None
     cipher: str | None = None
     sni: str | None = None
+    offered: list[str] | None = None  # TLS versions the ClientHello offered
     binary_bytes: int = 0  # bytes a script took without reading them as lines (TLS records)
 
     def command(self, line: bytes) -> None:

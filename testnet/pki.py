@@ -2,7 +2,7 @@
 
 Roots marked `trusted` are written to `ca.pem`, the scanner's whole trust store in tests.
 CAs default to ten years either side of start, so a leaf outside its own validity window can
-still be checked for trust at a time inside it (DESIGN.md: each reason judged on its own).
+still be checked for trust at a time inside it (docs/design.md: each reason judged on its own).
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from testnet import clienthello
 from testnet.connlog import ConnectionLog, ConnectionRecord
 from testnet.spec import Esmtp, ServerSpec
 from testnet.tls import ServerTls
@@ -56,6 +57,7 @@ class EsmtpServer(LineReceiver):
         self.greeted = False
         self.tls_started = False
         self.tls_connection: SSL.Connection | None = None
+        self.hello = b""  # the first TLS record, read before the TLS layer takes over
         self.timers: list[IDelayedCall] = []
 
     # -- connection ---------------------------------------------------------------------
@@ -206,8 +208,28 @@ class EsmtpServer(LineReceiver):
     def _start_tls(self) -> None:
         assert self.tls is not None
         self.tls_started = True  # at once: a line arriving meanwhile is a post-TLS one
-        tls = self.tls
-        self.later(lambda: self.transport.startTLS(tls.creator(self._keep)))
+        # Peek at the client's first TLS record (what it offers; close_unless), then hand
+        # it to the TLS layer: raw mode until the record is whole, see rawDataReceived.
+        self.setRawMode()
+
+    def rawDataReceived(self, data: bytes) -> None:
+        self.hello += data
+        size = clienthello.record_size(self.hello)
+        if size is None or len(self.hello) < size:
+            return  # the record is not all in yet (record_size bounds the wait)
+        assert self.record is not None and self.tls is not None and self.options.tls
+        offered = clienthello.offered(self.hello) if size else None
+        self.record.offered = list(offered or ())
+        hello, self.hello = self.hello, b""
+        self.setLineMode()  # what TLS decrypts comes back to lineReceived
+        required = self.options.tls.close_unless
+        if required is not None and required not in (offered or ()):
+            self.transport.loseConnection()  # a TCP close, no alert
+            return
+        self.transport.startTLS(self.tls.creator(self._keep))
+        # startTLS put the TLS layer between the TCP transport and its protocol (this one,
+        # or a dispatcher's): the bytes peeked at go in there, as if just received.
+        self.transport.protocol.dataReceived(hello)
 
     def _keep(self, connection: SSL.Connection) -> None:
         self.tls_connection = connection

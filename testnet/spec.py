@@ -23,7 +23,9 @@ describes a whole mail internet on loopback:
   exchange is declared here under its literal, with only `expect`.
 - `[servers.NAME]` one per address: `ip`, `kind` (esmtp, script, refused, blackhole; inferred),
   the behaviour options, `expect` (what every target on this IP yields) and
-  `expect_for."MX NAME"` (a whole replacement for targets reached through that name).
+  `expect_for."MX NAME"` (a whole replacement for targets reached through that name),
+  `protocols` (the TLS versions it accepts: a matrix's name or an inline table).
+- `[protocols]` named matrices and their `default`; see `protocols`.
 
 - `[dnssec]`, `[policy]` the signed zone, its validating resolver, TLSA records, MTA-STS and
   TLS-RPT records and policy servers, and what `-a depth=policy` must yield (testnet/policy.py).
@@ -34,6 +36,7 @@ that each domain's status agrees with its DNS data; it never derives a verdict.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import re
@@ -54,6 +57,7 @@ from schema.vocab import (
     SkipReason,
     Stage,
 )
+from testnet import protocols
 
 KEY_TYPES = ("rsa2048", "rsa1024", "ec256", "ec384")
 TLS_VERSIONS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
@@ -97,6 +101,7 @@ class TlsSpec:
     max_version: str | None = None
     ciphers: str = "DEFAULT"  # OpenSSL cipher list for TLS <= 1.2
     seclevel: int | None = None  # appended as @SECLEVEL=N before certificates load
+    close_unless: str | None = None  # a version: close (no alert) on a hello not offering it
 
 
 @dataclass(frozen=True)
@@ -151,6 +156,7 @@ class ServerSpec:
     expect: Expectation | None = None
     expect_for: Mapping[str, Expectation] = field(default_factory=dict)
     decoy: bool = False  # reached by no target: any connection to it is a scanner bug
+    protocols: Mapping[str, str] | None = None  # TLS version -> status (`protocols`)
 
     def expectation(self, mx_host: str) -> Expectation | None:
         return self.expect_for.get(mx_host, self.expect)
@@ -216,6 +222,8 @@ class Spec:
     duplicate_lines: tuple[str, ...] = ()
     reply_delay: float = 0.0  # seconds before each DNS answer and SMTP reply
     dispatch: bool = False  # one wildcard socket for every IPv4 SMTP address
+    protocols_declared: bool = False  # any matrix declared: then every tested server has one
+    default_protocols: str | None = None  # [protocols] default
     # [dnssec] and [policy], as parsed TOML: read through testnet.policy.policy_of.
     extras: Mapping[str, Any] = field(default_factory=dict)
     _by_ip: Mapping[str, ServerSpec] = field(init=False, repr=False, compare=False)
@@ -338,6 +346,11 @@ class Spec:
                     found[(host, ip)] = _target(host, ip, expectation, server.name)
         return sorted(found.values(), key=lambda t: (t.mx_host, t.ip or ""))
 
+    def expected_protocols(self) -> dict[str, dict[str, str]]:
+        """IP -> TLS version -> protocol status, for every IP a target reaches whose
+        STARTTLS the scanner tests (as declared by hand; see `protocols`)."""
+        return protocols.expected(self)
+
     def server_at(self, ip: str) -> ServerSpec | None:
         return self._by_ip.get(ip)
 
@@ -408,6 +421,8 @@ class _Parser:
 
     def __init__(self, errors: list[str]) -> None:
         self.errors = errors
+        self.matrices: Mapping[str, Mapping[str, str]] = {}
+        self.default: str | None = None  # [protocols] default
 
     def fail(self, where: str, message: str) -> None:
         self.errors.append(f"{where}: {message}")
@@ -463,21 +478,8 @@ class _Parser:
     # -- top level ----------------------------------------------------------------------
 
     def spec(self, data: Mapping[str, Any], source: str) -> Spec:
-        top = self.table(
-            "spec",
-            data,
-            (
-                "network",
-                "scanner",
-                "list",
-                "certs",
-                "domains",
-                "hosts",
-                "servers",
-                "comment",
-                *POLICY_KEYS,
-            ),
-        )
+        top = self.table("spec", data, _TOP_KEYS)
+        self.matrices, self.default = protocols.parse_table(top.get("protocols", {}), self.errors)
         network = self.table(
             "[network]", top.get("network", {}), ("dns", "zone", "reply_delay_ms", "dispatch")
         )
@@ -540,6 +542,9 @@ class _Parser:
             duplicate_lines=self.strings("[list] duplicates", listing.get("duplicates", [])),
             reply_delay=delay / 1000,
             dispatch=dispatch is True,
+            protocols_declared="protocols" in top
+            or any(s.protocols is not None for s in servers.values()),
+            default_protocols=self.default,
             extras=MappingProxyType({k: top[k] for k in POLICY_KEYS if k in top}),
         )
 
@@ -636,7 +641,7 @@ class _Parser:
         expect_for = self.table(
             f"{where} expect_for", entry.get("expect_for", {}), entry.get("expect_for", {})
         )
-        return ServerSpec(
+        server = ServerSpec(
             name=name,
             ip=ip,
             kind=kind,
@@ -653,6 +658,15 @@ class _Parser:
             ),
             decoy=bool(entry.get("decoy", False)),
         )
+        matrix = protocols.resolve(
+            f"{where} protocols",
+            server,
+            entry.get("protocols"),
+            self.matrices,
+            self.default,
+            self.errors,
+        )
+        return server if matrix is None else dataclasses.replace(server, protocols=matrix)
 
     def esmtp(self, where: str, name: str, entry: Mapping[str, Any]) -> Esmtp:
         hostname = str(entry.get("hostname", f"{name}.mx.test"))
@@ -682,7 +696,9 @@ class _Parser:
 
     def tls(self, where: str, value: Any) -> TlsSpec:
         entry = self.table(
-            where, value, ("chain", "sni", "min_version", "max_version", "ciphers", "seclevel")
+            where,
+            value,
+            ("chain", "sni", "min_version", "max_version", "ciphers", "seclevel", "close_unless"),
         )
         sni = self.table(f"{where} sni", entry.get("sni", {}), entry.get("sni", {}))
         seclevel = entry.get("seclevel")
@@ -697,6 +713,9 @@ class _Parser:
             max_version=self.choice(f"{where} max_version", entry.get("max_version"), TLS_VERSIONS),
             ciphers=str(entry.get("ciphers", "DEFAULT")),
             seclevel=seclevel,
+            close_unless=self.choice(
+                f"{where} close_unless", entry.get("close_unless"), TLS_VERSIONS
+            ),
         )
 
     def script(self, where: str, value: Any) -> tuple[Step, ...]:
@@ -740,9 +759,13 @@ def _bytes(text: Any) -> bytes:
     return str(text).encode("latin-1")
 
 
+# Top-level tables ("comment": a generated spec's header, in JSON).
+_TOP_KEYS = ("network", "scanner", "list", "certs", "domains", "hosts", "servers")
+_TOP_KEYS += ("protocols", "comment")
 POLICY_KEYS = ("dnssec", "policy")  # testnet/policy.py
+_TOP_KEYS += POLICY_KEYS
 _RECORD_KEYS = ("mx", "a", "aaaa", "cname", "txt", "dns")
-_SERVER_KEYS = ("ip", "kind", "expect", "expect_for", "decoy", "script")
+_SERVER_KEYS = ("ip", "kind", "expect", "expect_for", "decoy", "script", "protocols")
 _ESMTP_KEYS = (
     "hostname",
     "banner",
@@ -771,6 +794,7 @@ def _validate(spec: Spec, errors: list[str]) -> None:
     _validate_certs(spec, errors)
     _validate_servers(spec, errors)
     _validate_expectations(spec, errors)
+    protocols.validate(spec, errors)
 
 
 def _in_zone(spec: Spec, name: str) -> bool:

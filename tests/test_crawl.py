@@ -186,7 +186,7 @@ def test_the_scanner_is_polite(scan, spec):
 
 
 def test_only_transient_outcomes_are_retried(scan, spec):
-    """DESIGN.md: a connect timeout, a timeout or close before the EHLO reply, and a
+    """docs/design.md: a connect timeout, a timeout or close before the EHLO reply, and a
     4xx greeting or EHLO are retried once (SMTP_RETRIES=1); nothing else is."""
     for probe in scan.rows("SELECT * FROM probes WHERE run_id = :run"):
         attempts = json_value(probe["attempts"])

@@ -3,6 +3,7 @@ interruption, and the settings a user is warned about."""
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -144,8 +145,14 @@ def test_a_long_list_is_fed_as_the_scheduler_drains(settings, tmp_path):
     downloader's concurrency instead of the list's length, and none is lost."""
     path = tmp_path / "long.txt"
     path.write_text("".join(f"d{i}.nx.test\n" for i in range(5000)))
-    result = crawl(path, {**settings, "CONCURRENT_REQUESTS": "32", "LOG_LEVEL": "INFO"})
+    watched = {**settings, "CONCURRENT_REQUESTS": "32", "PROGRESS_INTERVAL": "0.5"}
+    result = crawl(path, {**watched, "LOG_LEVEL": "INFO"})
     assert result.returncode == 0, result.stderr[-3000:]
+    # Progress every PROGRESS_INTERVAL, the total estimated while the list streams.
+    progress = [line for line in result.stderr.splitlines() if "] INFO: progress: " in line]
+    assert any(re.search(r"progress: [\d,]+ of ~[\d,]+ domains", line) for line in progress)
+    assert any("SMTP 0 probes" in line and "domains/s" in line for line in progress)
+    assert "Crawled 0 pages" not in result.stderr  # Scrapy's LogStats gave way
     stats = dict(
         line.strip().strip(",").split(": ", 1)
         for line in result.stderr.splitlines()
@@ -176,7 +183,7 @@ def test_an_interrupted_crawl_keeps_its_facts(net, spec, settings, tmp_path):
             continue
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 0, stderr[-3000:]
+    assert process.returncode == 3, stderr[-3000:]  # interrupted
     engine = engine_for(url)
     with engine.connect() as conn:
         status, reason = conn.execute(text("SELECT status, finish_reason FROM crawls")).one()

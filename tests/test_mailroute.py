@@ -70,7 +70,7 @@ def test_status_mx_without_address():
     ],
 )
 def test_a_domain_whose_mx_lookups_all_failed_is_a_dns_failure(outcomes, status):
-    """DESIGN.md: when every MX host's lookup failed, the domain is dns_timeout if
+    """docs/design.md: when every MX host's lookup failed, the domain is dns_timeout if
     any timed out, else servfail; a host known to have no address is an answer."""
     mx = tuple(MxRecord(f"{i}.example", 10 * i) for i in range(len(outcomes)))
     hosts = tuple(HostDns(f"{i}.example", o) for i, o in enumerate(outcomes))

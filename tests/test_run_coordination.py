@@ -462,9 +462,10 @@ def test_a_dropped_database_connection_is_survived(net, spec, domains, pg_databa
     assert compare(spec, engine, run_id(engine, "dropped")) == []
 
 
-def test_a_database_that_stays_away_fails_the_crawl(net, domains, pg_server_url):
+def test_a_database_that_stays_away_fails_the_crawl(net, domains, pg_server_url, tmp_path):
     """When the database refuses connections for longer than DATABASE_RETRY_FOR, the
-    crawl stops, says why in one line, and exits 1: never `finished`."""
+    crawl stops, says why in one line, and exits 1: never `finished`; what it could not
+    write is kept in its spool."""
     import secrets
 
     name = f"mxcensus_away_{secrets.token_hex(3)}"
@@ -478,6 +479,7 @@ def test_a_database_that_stays_away_fails_the_crawl(net, domains, pg_server_url)
         "DATABASE_BATCH_SIZE": "5",
         "DATABASE_FLUSH_INTERVAL": "0.2",
         "DATABASE_RETRY_FOR": "3",
+        "DATABASE_SPOOL_DIR": str(tmp_path),
         "CONCURRENT_REQUESTS": "4",
     }
     engine = engine_for(url)
@@ -503,6 +505,7 @@ def test_a_database_that_stays_away_fails_the_crawl(net, domains, pg_server_url)
         assert process.returncode == 1, stderr[-3000:]
         assert "the crawl is failed" in stderr
         assert "'finish_reason': 'database_failed'" in stderr
+        assert list(tmp_path.glob("mxcensus-spool-*.jsonl"))
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))

@@ -1,7 +1,7 @@
 """Tests for `crawler.smtp.client` and `crawler.smtp.tls`: the probe protocol.
 
 The first part drives `SmtpProbeProtocol` over a `StringTransport` with a
-`task.Clock`, one test per row of DESIGN.md's outcome table that needs no real
+`task.Clock`, one test per row of docs/design.md's outcome table that needs no real
 TLS, asserting the exact bytes written (never MAIL, RCPT or DATA). The second
 part runs real probes on loopback against small scripted Twisted servers, with
 real TLS (certificates made here with `cryptography`), spinning the reactor with
@@ -10,6 +10,7 @@ real TLS (certificates made here with `cryptography`), spinning the reactor with
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import socket
 import subprocess
@@ -43,15 +44,14 @@ from crawler.smtp.client import (
     connect_error_code,
     probe_once,
 )
-from crawler.smtp.facts import Attempt, Reply
+from crawler.smtp.facts import Attempt, Reply, protocol_status
 from crawler.smtp.tls import (
-    LEGACY_CIPHERS,
     SniConnectionCreator,
     client_context,
     has_forward_secrecy,
     sni_name,
 )
-from schema.vocab import Category, ErrorCode, Stage
+from schema.vocab import Category, ErrorCode, ProtocolStatus, Stage
 from tests.reactor import spin, wait
 
 EHLO_NAME = "probe.example.net"
@@ -496,6 +496,43 @@ def test_tls_success_reads_facts_and_quits() -> None:
     assert attempt.timings["post_tls_ehlo"] == 1
     assert attempt.outcome not in WIRE_CATEGORIES  # TLS: the certificate decides
     assert attempt.flags == ()
+
+
+def test_a_protocol_conversation_quits_right_after_the_handshake() -> None:
+    """`ehlo_after_tls=False` (the conversations pinned to one TLS version): the
+    session is all they are for, so QUIT follows the handshake, nothing else."""
+    c = converse(dataclasses.replace(CONFIG, ehlo_after_tls=False))
+    c.receive(b"220 mx.example.org ESMTP\r\n")
+    c.receive(b"250-mx.example.org\r\n250 STARTTLS\r\n")
+    c.receive(b"220 go ahead\r\n")
+    c.protocol.handshakeCompleted()
+    assert c.written() == EHLO + STARTTLS + QUIT
+    c.receive(b"221 bye\r\n")
+    attempt = c.lose()
+    assert attempt.tls is not None and attempt.tls.version == "TLSv1.2"
+    assert attempt.quit_sent and attempt.post_tls_ehlo is None
+    assert protocol_status(attempt) is ProtocolStatus.SUPPORTED
+
+
+@pytest.mark.parametrize(
+    ("script", "status"),
+    [
+        # After the 220 to STARTTLS the handshake fails: the server refuses the version.
+        (lambda c: (c.receive(b"220 go ahead\r\n"), c.lose(SSL.Error([]))), "not_supported"),
+        # A handshake that never ends says nothing of the version.
+        (lambda c: (c.receive(b"220 go ahead\r\n"), c.clock.advance(25)), "error"),
+        # Refused before any handshake: nothing learned of the version either.
+        (lambda c: c.receive(b"454 TLS not available\r\n"), "error"),
+    ],
+    ids=["handshake_failed", "handshake_timeout", "starttls_454"],
+)
+def test_a_protocol_status_follows_where_the_conversation_ended(script, status) -> None:
+    c = ready_for_starttls()
+    script(c)
+    if not c.results:
+        c.lose()
+    assert protocol_status(c.results[0]) == status
+    assert protocol_status(None) is ProtocolStatus.UNTESTABLE
 
 
 def test_post_tls_ehlo_refused_only_flags() -> None:
@@ -1052,18 +1089,21 @@ def test_real_ipv6(reactor: Any, pki: Pki, serve: Any) -> None:
     assert attempt.tls is not None and log.sni == [b"mx.example.org"]
 
 
-def test_legacy_cipher_list() -> None:
-    """The client offers no anonymous, unencrypted, PSK or SRP suites."""
-    assert LEGACY_CIPHERS == b"ALL:!aNULL:!eNULL:!PSK:!SRP:@SECLEVEL=0"
-    assert client_context() is client_context()
+def test_the_client_offers_legacy_suites_but_no_anonymous_or_unencrypted_ones() -> None:
+    """What a sending MTA offers (docs/design.md): static RSA and CBC suites a TLS 1.0 server
+    needs, never anonymous (aNULL), unencrypted (eNULL), PSK or SRP ones."""
+    offered = SSL.Connection(client_context(), None).get_cipher_list()
+    assert {"AES128-SHA", "ECDHE-RSA-AES128-SHA", "ECDHE-RSA-AES256-GCM-SHA384"} <= set(offered)
+    for suite in offered:
+        parts = suite.split("-")
+        assert not {"ADH", "AECDH", "NULL", "PSK", "SRP"} & set(parts), suite
 
 
 def test_a_failure_of_our_own_machine_is_not_a_fact_about_the_target() -> None:
     """Out of sockets or ports: no `unreachable` verdict, a LocalProbeError instead."""
-    from crawler.smtp.client import LocalProbeError, is_local_failure
+    from crawler.smtp.client import is_local_failure
 
     assert is_local_failure(error.ConnectBindError(24, "Too many open files"))
     assert is_local_failure(error.ConnectError(99, "Cannot assign requested address"))
     assert not is_local_failure(error.ConnectionRefusedError())
     assert not is_local_failure(error.NoRouteError())
-    assert issubclass(LocalProbeError, Exception)

@@ -99,7 +99,7 @@ class Node:
             raise NodeError(f"{target}: HTTP {e.code} {e.reason}{hint}") from e
         except (URLError, OSError, ValueError) as e:
             raise NodeError(f"{target}: {getattr(e, 'reason', e)}") from e
-        # scrapyd answers some errors with a 200 (DESIGN.md, "Known pitfalls").
+        # scrapyd answers some errors with a 200 (docs/design.md, "Known pitfalls").
         if not isinstance(data, dict) or data.get("status") != "ok":
             message = data.get("message") if isinstance(data, dict) else data
             raise NodeError(f"{target}: {message}")

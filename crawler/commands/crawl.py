@@ -12,18 +12,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 from scrapy.exceptions import UsageError
 from scrapy.settings import BaseSettings
 
 from crawler import settings as project_settings
-from crawler.spiders.tld_mx import ARGUMENTS
+from crawler.commands.db import unusable
+from crawler.coordination import STATUS_STAT
+from crawler.spiders.tld_mx import ARGUMENTS, BAD_LIST, LIST_ERROR_STAT
 
 logger = logging.getLogger(__name__)
 
-# Finish reasons of a crawl that did what it was asked: all of it, or until stopped.
-COMPLETED = {"finished", "shutdown"}
+# The exit status of each way a crawl's record ends (docs/design.md, "Exit statuses"); a
+# crawl that never recorded its end failed.
+EXIT_STATUS = {"finished": 0, "failed": 1, "interrupted": 3}
 
 
 class Command(ScrapyCrawlCommand):
@@ -44,6 +51,12 @@ class Command(ScrapyCrawlCommand):
             check_numbers(self.settings)  # before Scrapy reads any of them
         except ValueError as e:
             raise UsageError(f"bad setting: {e}", print_help=False) from None
+        _check_feeds(self.settings.getdict("FEEDS"))
+        problem = unusable(self.settings.get("DATABASE_URL"))
+        if problem is not None:  # before Scrapy starts: one line, not its shutdown
+            print(problem, file=sys.stderr)
+            self.exitcode = 1
+            return
         crawler = self.crawler_process.create_crawler(args[0])
         started = self.crawler_process.crawl(crawler, **opts.spargs)
         self.crawler_process.start()
@@ -51,11 +64,35 @@ class Command(ScrapyCrawlCommand):
             _report_start_failure(started)
             self.exitcode = 1
             return
-        reason = crawler.stats.get_value("finish_reason") or ""
-        if reason not in COMPLETED and not reason.startswith("closespider"):
-            self.exitcode = 1
-        if crawler.stats.get_value("mxcensus/requests/failed"):
-            self.exitcode = 1  # targets left unjudged: the crawl is recorded as failed
+        self.exitcode = EXIT_STATUS.get(crawler.stats.get_value(STATUS_STAT), 1)
+        list_error = crawler.stats.get_value(LIST_ERROR_STAT)
+        if list_error:  # a list URL's: the reason again, as the last line
+            print(list_error, file=sys.stderr)
+            if crawler.stats.get_value("finish_reason") == BAD_LIST:
+                self.exitcode = 2
+        if self.exitcode == 0 and _feeds_failed(crawler.stats.get_stats()):
+            self.exitcode = 1  # -o FILE: Scrapy logs a failed feed and carries on
+
+
+def _check_feeds(feeds: dict[str, Any]) -> None:
+    """A local feed (`-o FILE`) whose directory cannot be made is a usage error at start:
+    Scrapy would log a traceback for every item and still exit 0."""
+    for uri in feeds:
+        parsed = urlsplit(str(uri))
+        if parsed.scheme not in ("", "file") or "%(" in str(uri):
+            continue
+        directory = Path(parsed.path if parsed.scheme else str(uri)).parent
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UsageError(
+                f"-o {uri}: cannot create {directory}: {e.strerror or e}; give a writable path",
+                print_help=False,
+            ) from None
+
+
+def _feeds_failed(stats: dict[str, Any]) -> bool:
+    return any(k.startswith("feedexport/failed_count/") and v for k, v in stats.items())
 
 
 def _report_start_failure(started: object) -> None:

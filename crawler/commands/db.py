@@ -9,17 +9,19 @@ upgrade` does it ahead of time (before starting many scrapyd jobs, or to see it 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
+from crawler.commands.exits import interruptible
 from schema.db import engine_for
 from schema.migrate import MigrationError, Status, status, upgrade
 
@@ -45,6 +47,7 @@ class Command(ScrapyCommand):
             "this mxcensus's head."
         )
 
+    @interruptible
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         actions: dict[str, Callable[[str], str]] = {"upgrade": _upgrade, "current": _current}
         if len(args) != 1 or args[0] not in actions:
@@ -80,6 +83,66 @@ def missing_sqlite_file(url: str) -> Path | None:
     if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:"):
         return None
     return None if Path(database).exists() else Path(database)
+
+
+def unusable(url: str) -> str | None:
+    """Why a crawl could not store in DATABASE_URL, with the fix, in one line; None when
+    it can. Asked before the crawl starts, so that a database that is not there fails at
+    once (a write would be retried for DATABASE_RETRY_FOR) and never as a traceback."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as e:  # not shown: it may hold a password
+        return f"cannot use DATABASE_URL: {e}"
+    database = parsed.database or ""
+    if parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:"):
+        directory = Path(database).parent
+        if not directory.is_dir():
+            return (
+                f"no directory {directory} for the SQLite database {database}: "
+                f"create it (mkdir -p {directory}) or set DATABASE_URL elsewhere"
+            )
+        # access() answers EROFS on a read-only mount even to root, who ignores file modes;
+        # SQLite writes its WAL and journal beside the file, so the directory counts too.
+        for path in (Path(database), directory):
+            if path.exists() and not os.access(path, os.W_OK):
+                return (
+                    f"the SQLite database {database} cannot be written ({path} is read-only): "
+                    "remount or copy it somewhere writable, or set DATABASE_URL elsewhere"
+                )
+        return None
+    try:
+        engine = engine_for(url, **_connect_timeout(parsed.get_backend_name()))
+    except (SQLAlchemyError, ImportError, ValueError) as e:
+        return f"cannot use DATABASE_URL {shown(url)}: {e}"
+    try:
+        with engine.connect():
+            return None
+    except SQLAlchemyError as e:
+        reason = one_line(e)
+        return f"cannot connect to {shown(url)}: {reason}; {_fix(reason, parsed.database)}"
+    finally:
+        engine.dispose()
+
+
+def one_line(error: Exception) -> str:
+    """A database error's own message on one line, without SQLAlchemy's SQL and link."""
+    return " ".join(str(getattr(error, "orig", None) or error).split())
+
+
+def _connect_timeout(backend: str) -> dict[str, Any]:
+    # A server that drops packets would hold the start for the OS's TCP timeout.
+    return {"connect_args": {"connect_timeout": 10}} if backend == "postgresql" else {}
+
+
+def _fix(reason: str, database: str | None) -> str:
+    """What to do about a connection PostgreSQL refused, by its message."""
+    if f'database "{database}" does not exist' in reason:
+        return f"create it (createdb {database}) or fix DATABASE_URL"
+    if "Connection refused" in reason or "timeout expired" in reason:
+        return "start PostgreSQL there, or fix the host and port in DATABASE_URL"
+    if "unable to open database file" in reason or "readonly database" in reason:
+        return "check the file and its directory can be written, or set DATABASE_URL elsewhere"
+    return "fix DATABASE_URL (user, password in PGPASSWORD or ~/.pgpass, host, database)"
 
 
 def upgrade_before_reading(url: str) -> None:
@@ -143,8 +206,13 @@ def _with_engine(url: str, act: Callable[[Engine], T]) -> T:
         return act(engine)
     except MigrationError as e:
         raise DatabaseError(f"{shown(url)}: {e}") from e
+    except OperationalError as e:  # the server or file cannot be reached: say what to do
+        reason = one_line(e)
+        database = make_url(url).database
+        raise DatabaseError(
+            f"cannot use the database {shown(url)}: {reason}; {_fix(reason, database)}"
+        ) from e
     except SQLAlchemyError as e:
-        reason = " ".join(str(getattr(e, "orig", None) or e).split())
-        raise DatabaseError(f"cannot use the database {shown(url)}: {reason}") from e
+        raise DatabaseError(f"cannot use the database {shown(url)}: {one_line(e)}") from e
     finally:
         engine.dispose()

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 
 from crawler.commands.db import DatabaseError, upgrade_before_reading
+from crawler.commands.exits import interruptible
 from reports import compare, export, tables
 from reports.runs import NoRun, find, shown
 from reports.snapshot import snapshot
@@ -35,7 +37,9 @@ class Command(ScrapyCommand):
         return (
             "Print the report of the latest run (or --run, or the latest run with a domain "
             "labelled --label): the Italian study's table, Facebook's Figures 1-4, key sizes, "
-            "verification results, protocol versions, cipher suites, connection errors and the "
+            "verification results, protocol versions, protocol support (a run crawled with -a "
+            "depth=protocols: the versions each host accepts, its highest and lowest, ciphers "
+            "and forward secrecy per version), cipher suites, connection errors and the "
             "comparison across labels. --compare RUN_A RUN_B shows what changed from A to B. "
             "--format csv writes one file per table into --output DIR; json prints one object "
             "keyed by table name (or writes DIR/report.json). --html DIR writes a "
@@ -63,6 +67,7 @@ class Command(ScrapyCommand):
             "csv and json list all)",
         )
 
+    @interruptible
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         fmt = self._check(args, opts)
         assert self.settings is not None
@@ -84,6 +89,18 @@ class Command(ScrapyCommand):
                 report = compare.build(snap, *runs, shown(url), limit)
             else:
                 report = tables.build(snap, runs[0], shown(url))
+        try:
+            self._write(report, fmt, opts)
+        except OSError as e:  # --output /proc/nope, a full disk: one line, not a traceback
+            where = e.filename or opts.output or opts.html
+            print(
+                f"cannot write {where}: {e.strerror or e}; give a directory that can be "
+                "created and written",
+                file=sys.stderr,
+            )
+            self.exitcode = 1
+
+    def _write(self, report: Any, fmt: str | None, opts: argparse.Namespace) -> None:
         if opts.html:
             from reports import html  # imports matplotlib: only when asked for
 

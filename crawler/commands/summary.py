@@ -10,9 +10,17 @@ import sys
 
 from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
+from sqlalchemy import inspect
 from sqlalchemy.exc import SQLAlchemyError
 
-from crawler.commands.db import DatabaseError, missing_sqlite_file, shown, upgrade_before_reading
+from crawler.commands.db import (
+    DatabaseError,
+    missing_sqlite_file,
+    one_line,
+    shown,
+    upgrade_before_reading,
+)
+from crawler.commands.exits import interruptible
 from schema.db import engine_for
 from schema.summary import find_run, render, summarize
 
@@ -32,6 +40,7 @@ class Command(ScrapyCommand):
         super().add_options(parser)
         parser.add_argument("--run", help="run id or name (default: the latest run)")
 
+    @interruptible
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         if args:
             raise UsageError("summary takes no positional arguments")
@@ -48,6 +57,9 @@ class Command(ScrapyCommand):
             return
         engine = engine_for(url)
         try:
+            if not inspect(engine).has_table("runs"):  # an empty database: nothing stored yet
+                self._fail(f"no run in {shown(url)}: no crawl has stored there yet")
+                return
             found = find_run(engine, opts.run)
             if found is None:
                 print(f"no run {opts.run or ''} in {shown(url)}".replace("  ", " "))
@@ -56,8 +68,7 @@ class Command(ScrapyCommand):
             lease = self.settings.getfloat("RUN_LEASE")
             print(render(summarize(engine, *found, lease=lease)))
         except SQLAlchemyError as e:
-            reason = " ".join(str(getattr(e, "orig", None) or e).split())
-            self._fail(f"cannot read the runs in {shown(url)}: {reason}")
+            self._fail(f"cannot read the runs in {shown(url)}: {one_line(e)}")
         finally:
             engine.dispose()
 

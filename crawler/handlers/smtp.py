@@ -8,7 +8,7 @@ attempts so far (`meta["attempts"]` brings the earlier ones: the spider
 reschedules a transient outcome, so no download slot sleeps), and `committed`
 the run's probes of the IP:port that answer instead of a connection. The
 handler, not Scrapy, caps connections per IP: Scrapy's per-slot limit does not
-hold under the asyncio reactor (DESIGN.md, "Known pitfalls"); the claim makes
+hold under the asyncio reactor (docs/design.md, "Known pitfalls"); the claim makes
 the cap hold across the crawls of the run.
 """
 

@@ -53,7 +53,7 @@ _TIMED_STAGES: frozenset[str] = _ERROR_STAGES - {Stage.CONNECT} | {POST_TLS_EHLO
 
 @dataclass(frozen=True)
 class ProbeConfig:
-    """Per-attempt settings; timeouts in seconds (DESIGN.md `SMTP_*` settings)."""
+    """Per-attempt settings; timeouts in seconds (the README's `SMTP_*` settings)."""
 
     ehlo_name: str
     connect_timeout: float = 10.0

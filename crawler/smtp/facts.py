@@ -85,7 +85,7 @@ class Attempt:
 
     @property
     def transient(self) -> bool:
-        """Worth another attempt after SMTP_RETRY_DELAY (DESIGN.md)."""
+        """Worth another attempt after SMTP_RETRY_DELAY (docs/design.md)."""
         if self.error == ErrorCode.CONNECTION_TIMEOUT:
             return True
         if self.outcome is not Category.ERROR:

@@ -45,7 +45,7 @@ def legacy_context() -> SSL.Context:
 @functools.cache
 def client_context() -> SSL.Context:
     """The one client context of the process, shared by every probe: building
-    one per probe is costly (DESIGN.md, "Known pitfalls")."""
+    one per probe is costly (docs/design.md, "Known pitfalls")."""
     return legacy_context()
 
 

@@ -25,11 +25,11 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import groupby
-from typing import Any
+from typing import Any, NoReturn
 
 import scrapy
 from scrapy import signals
-from scrapy.exceptions import DontCloseSpider, UsageError
+from scrapy.exceptions import CloseSpider, DontCloseSpider, UsageError
 
 from crawler.certnames import certificate_names, name_matches
 from crawler.coordination import file_sha256, run_coordinator
@@ -52,6 +52,11 @@ from crawler.targets import Exclusions, TargetPolicy
 from schema.vocab import Depth
 
 logger = logging.getLogger(__name__)
+
+# Finish reasons of a crawl whose list URL could not be fetched (exit 1) or was no list
+# (exit 2), and the stat holding the one line that says why.
+LIST_UNAVAILABLE, BAD_LIST = "list_unavailable", "bad_list"
+LIST_ERROR_STAT = "list_error"
 
 PROBE_PRIORITY = 10  # probes of known MX hosts go before new domains
 # An IP's protocol conversations come after the probes waiting, before new domains.
@@ -162,6 +167,7 @@ class TldMxSpider(scrapy.Spider):
             raise UsageError(str(e)) from e
         self.depth = parse_depth(depth)
         self.protocols = Depth.PROTOCOLS in self.depth
+        self._protocols_asked: set[tuple[str, int]] = set()  # IP:ports, with depth=protocols
         # DNSSEC, DANE, MTA-STS, TLS-RPT (crawler/dnssec.py, crawler/dane.py)
         self.policy_depth = Depth.POLICY in self.depth
         self.dns_meta = DNS_POLICY_META if self.policy_depth else DNS_META
@@ -188,6 +194,7 @@ class TldMxSpider(scrapy.Spider):
                 )
             # Open the file now: a missing file or column fails before the crawl starts.
             self.domain_list = self._open_list(domains)
+            self._check_not_empty(domains, domains)
             self.list_sha256 = file_sha256(domains)
 
     @classmethod
@@ -229,18 +236,30 @@ class TldMxSpider(scrapy.Spider):
     def _is_url(source: str) -> bool:
         return source.startswith(("http://", "https://"))
 
-    def _open_list(self, source: str | bytes, name: str | None = None) -> DomainList:
+    def _open_list(
+        self, source: str | bytes, name: str | None = None, **options: Any
+    ) -> DomainList:
         try:
-            return read_domains(source, name=name, **self.list_options)
+            return read_domains(source, name=name, **{**self.list_options, **options})
         except ListError as e:
             raise UsageError(str(e)) from e
+
+    def _check_not_empty(self, source: str | bytes, name: str) -> None:
+        """A list without one valid domain is a mistake (a wrong file or column), not an
+        empty run to report; a shard that happens to get none is fine. Reading stops at
+        the first valid domain."""
+        whole = self._open_list(source, name, shard=None)
+        if next(iter(whole), None) is None:
+            stats = whole.stats
+            raise UsageError(
+                f"{name}: no valid domain in the list ({stats.lines} lines, {stats.invalid} "
+                "invalid): give one domain a line, or a table with -a column=NAME"
+            )
 
     async def start(self) -> AsyncIterator[Any]:
         await self.run.open(self)
         if self.domain_list is None:
-            body = await self._fetch_list()
-            await self.run.list_read(hashlib.sha256(body).hexdigest())
-            self.domain_list = self._open_list(body, name=self.source)
+            self.domain_list = await self._read_list_url()
         if self.policy_depth:
             await self._check_dnssec()
         for item_or_request in self._resume_targets():
@@ -270,7 +289,8 @@ class TldMxSpider(scrapy.Spider):
 
     def _resume_targets(self) -> Iterator[Any]:
         """Targets of domains the run stored but did not finish judging (a crawl
-        was killed between the domain's batch and its probes'): probe or judge them."""
+        was killed between the domain's batch and its probes'): probe or judge them.
+        Likewise the IPs whose TLS versions a killed crawl left untried."""
         pending, self.run.resume.pending_targets = self.run.resume.pending_targets, []
         for ip, targets in groupby(pending, key=lambda target: target[1]):
             names = tuple(targets)
@@ -278,6 +298,28 @@ class TldMxSpider(scrapy.Spider):
             yield TargetsItem(names)
             for mx_host, _ in names:
                 yield from self._route(ip, mx_host)
+        pending, self.run.resume.pending_protocols = self.run.resume.pending_protocols, []
+        for ip, port, sni in pending:
+            self.crawler.stats.inc_value("mxcensus/protocols/resumed")
+            yield from self._protocols_request(ip, port, sni)
+
+    async def _read_list_url(self) -> DomainList:
+        """Fetch and open a list given by URL. One that cannot be fetched fails the crawl
+        (exit 1); a bad one is a usage error (exit 2); either is one line, no traceback."""
+        try:
+            body = await self._fetch_list()
+        except Exception as e:  # an HTTP status, a refused connection, a name not found
+            self._stop_at_start(
+                LIST_UNAVAILABLE,
+                f"could not fetch {self.source}: {e}; check the URL, or download the list "
+                "and give its path",
+            )
+        try:
+            await self.run.list_read(hashlib.sha256(body).hexdigest())
+            self._check_not_empty(body, self.source)
+            return self._open_list(body, name=self.source)
+        except UsageError as e:
+            self._stop_at_start(BAD_LIST, str(e))
 
     async def _check_dnssec(self) -> None:
         """Does the resolver validate (DNSSEC_CHECK)? Logged, and recorded with the crawl;
@@ -299,8 +341,13 @@ class TldMxSpider(scrapy.Spider):
         """Download a list given by URL through Scrapy itself (redirects followed)."""
         response = await self.crawler.engine.download_async(scrapy.Request(self.source))
         if response.status != 200:
-            raise UsageError(f"could not fetch {self.source}: HTTP {response.status}")
+            raise ValueError(f"HTTP {response.status}")
         return response.body
+
+    def _stop_at_start(self, reason: str, message: str) -> NoReturn:
+        logger.error("%s", message)
+        self.crawler.stats.set_value(LIST_ERROR_STAT, message)  # the command's last line
+        raise CloseSpider(reason)
 
     def parse_domain(self, response: DnsResponse, entry: Entry) -> Iterator[Any]:
         facts = response.facts
@@ -364,8 +411,13 @@ class TldMxSpider(scrapy.Spider):
             priority=PROBE_PRIORITY,
         )
 
-    def _protocols_request(self, ip: str, port: int, sni: str) -> scrapy.Request:
-        return scrapy.Request(
+    def _protocols_request(self, ip: str, port: int, sni: str) -> Iterator[scrapy.Request]:
+        """The IP:port's conversations pinned to each TLS version, once per crawl (the
+        run's claims make it once per run)."""
+        if (ip, port) in self._protocols_asked:
+            return
+        self._protocols_asked.add((ip, port))
+        yield scrapy.Request(
             smtp_url(ip, port),
             callback=self.parse_protocols,
             errback=self.request_failed,
@@ -450,7 +502,7 @@ class TldMxSpider(scrapy.Spider):
             yield from self._reprobe(ip, state, name)
         port, advertised = starttls
         if self.protocols and advertised:
-            yield self._protocols_request(ip, port, state.snis[0])
+            yield from self._protocols_request(ip, port, state.snis[0])
         self._settle(ip, state)
 
     # --- requests asked again later, through the scheduler ----------------------
