@@ -113,6 +113,7 @@ class RunCoordinator:
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="mxcensus-run")
         self._heartbeat: Any = None
         self._opened: Any = None  # the Deferred of open(), shared by every caller
+        self._protocols = False  # the crawl's -a depth=protocols (the resume it loads)
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -136,7 +137,7 @@ class RunCoordinator:
     def _reload_resume(self) -> None:
         assert self.engine is not None
         with self.engine.connect() as conn:
-            self.resume = _load_resume(conn, self.run_id)
+            self.resume = _load_resume(conn, self.run_id, self._protocols)
 
     async def list_read(self, sha256: str) -> None:
         """A list fetched by URL is known only now: check it against the run's."""
@@ -323,6 +324,7 @@ class RunCoordinator:
                     "node": socket.getfqdn(),
                 },
             ).scalar_one()
+            self._protocols = spider.protocols  # for a reload after a spool's replay
             self.resume = _load_resume(conn, self.run_id, spider.protocols)
         resume = self.resume
         if resume.done_domains or resume.pending_targets or resume.pending_protocols:
