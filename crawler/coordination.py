@@ -143,6 +143,15 @@ class RunCoordinator:
         """A list fetched by URL is known only now: check it against the run's."""
         await self._in_thread(self._list_read, sha256)
 
+    async def record(self, **values: Any) -> None:
+        """Add facts learnt at start (e.g. whether the resolver validates) to the crawl's row."""
+        await self._in_thread(self._record, values)
+
+    def _record(self, values: dict[str, Any]) -> None:
+        assert self.engine is not None
+        with self.engine.begin() as conn:
+            conn.execute(update(Crawl).where(Crawl.id == self.crawl_id).values(**values))
+
     def _start_heartbeat(self, result: Any) -> Any:
         from twisted.internet.task import LoopingCall
 

@@ -21,10 +21,11 @@ from typing import Any
 from scrapy.exporters import CsvItemExporter, JsonItemExporter, JsonLinesItemExporter
 
 from crawler.items import DomainItem, ProbeItem, ProtocolsItem, StoredProbesItem, TargetsItem
+from crawler.policy import DomainPolicyItem
 
 KIND = "item"  # the item's class name, first in every record
 # A CSV file has one header: every item type's fields, in order, after `item`.
-ITEMS = (DomainItem, ProbeItem, StoredProbesItem, TargetsItem, ProtocolsItem)
+ITEMS = (DomainItem, ProbeItem, StoredProbesItem, TargetsItem, ProtocolsItem, DomainPolicyItem)
 CSV_COLUMNS = [KIND, *dict.fromkeys(f.name for cls in ITEMS for f in fields(cls))]
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from crawler.dnssec import TlsaLookup
+from crawler.mtasts import PolicyTxt
 from schema.vocab import DomainStatus, HostDnsOutcome
 
 
@@ -23,6 +25,9 @@ class HostDns:
     canonical: str | None = None  # the CNAME target, when the name is an alias
     detail: str | None = None  # resolver's text when the outcome is not ok
     ip_literal: bool = False  # the exchange was an IP address: never resolved or probed
+    # -a depth=policy only (None otherwise, and without a validating resolver):
+    dnssec: bool | None = None  # every address answer validated (the resolver's AD bit)
+    tlsa: TlsaLookup | None = None  # the TLSA RRset at _25._tcp.NAME (RFC 7672)
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,10 @@ class DomainDns:
     null_mx: bool = False
     detail: str | None = None  # resolver's text for a non-ok status
     mx_rrset: tuple[str, ...] = ()  # the MX answer as text, for the record
+    # -a depth=policy only: the MX RRset (or the implicit MX's addresses) validated.
+    dnssec: bool | None = None
+    policy: bool = False  # resolved with -a depth=policy (DNSSEC facts asked for)
+    txt: PolicyTxt | None = None  # -a depth=policy: the MTA-STS and TLS-RPT records
 
     @property
     def mx_count(self) -> int:

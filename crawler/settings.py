@@ -41,6 +41,9 @@ DNS_NAMESERVERS = ""  # "ip", "ip:port" or "[ipv6]:port", comma-separated; "" = 
 DNS_TIMEOUT = 5.0  # seconds per try (Scrapy's own resolver reads the same name)
 DNS_TRIES = 3  # tries per query before a timeout is final
 DNS_CACHE_SIZE = 20_000  # MX hosts' answers kept while they recur (2x this at most)
+# -a depth=policy: "NAME TYPE" a validating resolver must answer SERVFAIL (and answer with
+# CD); checked at crawl start. Without a validating resolver DNSSEC facts are NULL.
+DNSSEC_CHECK = "dnssec-failed.org A"
 
 # --- SMTP / STARTTLS probe (the `smtp` download handler) -----------------
 SMTP_PORT = 25
@@ -56,7 +59,12 @@ SMTP_MAX_PER_IP = 1  # concurrent connections to one IP
 SMTP_SNI_PROBES = 4  # probes per IP per run with different SNI names
 SMTP_IPV6 = "auto"  # auto | on | off
 
-TLS_CA_BUNDLE = ""  # "" = certifi's bundle
+TLS_CA_BUNDLE = ""  # "" = certifi's bundle (SMTP verdicts and MTA-STS policy fetches)
+
+# --- MTA-STS policy fetch (-a depth=policy; the `mta-sts` download handler) --
+MTA_STS_PORT = 443  # the policy host's HTTPS port (RFC 8461 §3.3; tests serve elsewhere)
+MTA_STS_TIMEOUT = 30.0  # seconds: total deadline per fetch (DNS, TLS, 64 KiB body)
+MTA_STS_MAX_PER_IP = 1  # concurrent fetches to one address
 
 # --- Targets --------------------------------------------------------------
 ALLOW_NONPUBLIC_TARGETS = False  # loopback, private, reserved addresses are skipped
@@ -66,6 +74,7 @@ EXCLUDE_FILE = ""  # domains and CIDR ranges never to scan
 DOWNLOAD_HANDLERS = {
     "dns": "crawler.handlers.dns.DnsDownloadHandler",
     "smtp": "crawler.handlers.smtp.SmtpDownloadHandler",
+    "mta-sts": "crawler.handlers.https_policy.PolicyDownloadHandler",
 }
 CONCURRENT_REQUESTS = 64  # the crawl's cap; the per-IP cap lives in the SMTP handler
 # One download slot per handler (the spider names it), not Scrapy's one per host: that
@@ -76,6 +85,7 @@ UNCAPPED = 2**31 - 1
 DOWNLOAD_SLOTS = {
     "dns": {"concurrency": UNCAPPED, "delay": 0},
     "smtp": {"concurrency": UNCAPPED, "delay": 0},
+    "mta-sts": {"concurrency": UNCAPPED, "delay": 0},  # MTA_STS_MAX_PER_IP caps each host
 }
 CONCURRENT_ITEMS = 1  # tasks per callback output; a callback yields a few (DESIGN.md pitfalls)
 DOWNLOAD_DELAY = 0

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from crawler.items import DomainItem, ProbeItem, ProtocolsItem, TargetVerdict
+from crawler.policy import DomainPolicyItem
 from crawler.smtp.facts import Attempt, Reply, protocol_status
 from pipelines.certinfo import sha256_hex
 
@@ -53,6 +54,17 @@ def domain_rows(item: DomainItem, run_id: int, crawl_id: int) -> Rows:
             for h in dns.hosts
         ],
     }
+    if dns.policy:  # -a depth=policy: a crawl's rows all have these columns, or none do
+        rows["domains"][0]["dnssec"] = dns.dnssec
+        for row, host in zip(rows["mx_hosts"], dns.hosts, strict=True):
+            tlsa = host.tlsa
+            row.update(
+                dnssec=host.dnssec,
+                tlsa_name=tlsa and tlsa.name,
+                tlsa_status=tlsa and tlsa.status and str(tlsa.status),
+                tlsa=",".join(tlsa.records) or None if tlsa else None,
+                tlsa_detail=tlsa and tlsa.detail,
+            )
     skipped = {(host, ip): reason for host, ip, reason in item.skipped}
     rows["mx_addresses"] = [
         {
@@ -176,6 +188,35 @@ def protocol_rows(item: ProtocolsItem, run_id: int, crawl_id: int) -> Rows:
             }
         )
     return {"protocol_probes": rows}
+
+
+def policy_rows(item: DomainPolicyItem, run_id: int, crawl_id: int) -> Rows:
+    """A domain's MTA-STS and TLS-RPT facts (-a depth=policy)."""
+    fetch, policy = item.fetch, item.policy
+    error = (fetch and fetch.error) or (policy.error if policy else None)
+    if item.txt.error:
+        error = item.txt.error
+    elif item.record.error:
+        error = item.record.error
+    row = {
+        "run_id": run_id,
+        "domain": item.domain,
+        "crawl_id": crawl_id,
+        "mta_sts_txt": list(item.txt.mta_sts) if item.txt.mta_sts is not None else None,
+        "mta_sts_id": item.record.id,
+        "mta_sts": item.mta_sts and str(item.mta_sts),
+        "policy_url": fetch and fetch.url,
+        "policy_status": fetch and fetch.status,
+        "policy_mode": policy and policy.mode,
+        "policy_max_age": policy and policy.max_age,
+        "policy_mx": list(policy.mx) if policy and policy.valid else None,
+        "mta_sts_mx_match": item.mx_match,
+        "policy_text": fetch and fetch.text,
+        "policy_error": error,
+        "tls_rpt_txt": list(item.txt.tls_rpt) if item.txt.tls_rpt is not None else None,
+        "tls_rpt": item.tls_rpt and str(item.tls_rpt),
+    }
+    return {"domain_policies": [row]}
 
 
 def target_rows(verdicts: list[TargetVerdict], run_id: int) -> list[dict[str, Any]]:

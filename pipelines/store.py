@@ -30,9 +30,18 @@ from twisted.python.threadpool import ThreadPool
 
 from crawler.coordination import STATUS_STAT, run_coordinator
 from crawler.items import DomainItem, ProbeItem, ProtocolsItem, StoredProbesItem, TargetsItem
+from crawler.policy import DomainPolicyItem
 from crawler.recent import RecentSet
 from pipelines.certinfo import describe, sha256_hex
-from pipelines.rows import Rows, domain_rows, probe_rows, protocol_rows, target_rows
+from pipelines.dane import judge_run
+from pipelines.rows import (
+    Rows,
+    domain_rows,
+    policy_rows,
+    probe_rows,
+    protocol_rows,
+    target_rows,
+)
 from pipelines.spool import append, batches, spool_path, spooled
 from schema.db import engine_for, first_line, merge_statement, retrying
 from schema.models import Base
@@ -91,6 +100,8 @@ MERGES: dict[str, Merge] = {
     # One crawl at a time holds an IP:port's claim, so a second writer is rare (a
     # crawl killed between commit and release): the first stays.
     "protocol_probes": Merge(("run_id", "ip", "port", "version")),
+    # -a depth=policy (pipelines/dane.py writes target_dane itself, on close).
+    "domain_policies": Merge(("run_id", "domain")),
 }
 # How a crawl ended, from Scrapy's finish reason; anything unforeseen (e.g. the
 # list could not be read) is a failure.
@@ -170,6 +181,8 @@ class StorePipeline:
             self._add({"targets": target_rows(item.verdicts, self.run_id)})
         elif isinstance(item, ProtocolsItem):
             self._add(protocol_rows(item, self.run_id, self.crawl_id))
+        elif isinstance(item, DomainPolicyItem):
+            self._add(policy_rows(item, self.run_id, self.crawl_id))
         if self._buffered >= self.batch_size:
             self._flush()
         if self._queued >= BACKLOG_BATCHES:
@@ -182,6 +195,36 @@ class StorePipeline:
         if self._timer and self._timer.running:
             self._timer.stop()
         await maybe_deferred_to_future(self._flush())
+        if getattr(self.crawler.spider, "policy_depth", False) and self.engine and not self.lost:
+            await self._judge_dane()
+
+    async def _judge_dane(self) -> None:
+        """DANE verdicts from the run's stored facts, once this crawl's are in."""
+
+        def judge() -> int:
+            return retrying(
+                judge_run,
+                self.engine,
+                self.run_id,
+                retry_for=self.retry_for,
+                on_retry=self._retrying,
+            )
+
+        try:
+            judged = await self._in_thread(judge)
+        except Exception as e:
+            # Nothing to spool: the verdicts follow from stored facts, and the run's next
+            # crawl judges the whole run again.
+            self.lost += 1
+            self.crawler.stats.inc_value("mxcensus/store/lost_batches")
+            logger.error(
+                "could not write the DANE verdicts to %s: %s; the crawl is failed. The same "
+                "command with -a run=RUN judges them again",
+                self._shown_url(),
+                first_line(e),
+            )
+            return
+        self.crawler.stats.set_value("mxcensus/dane/targets", judged)
 
     async def spider_closed(self, spider: Any, reason: str) -> None:
         """Record how the crawl ended (the reason is known only now)."""

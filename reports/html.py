@@ -10,7 +10,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from reports import charts
+from reports import charts, policy
 from reports.palette import COLOURS, TITLES
 from reports.table import Column, Report, Table
 from reports.text import cell
@@ -177,7 +177,7 @@ def write(report: Report, directory: Path) -> Path:
     """Write DIR/index.html and its charts; returns the page's path."""
     directory.mkdir(parents=True, exist_ok=True)
     compare = report.kind == "compare"
-    drawers = charts.COMPARE_CHARTS if compare else charts.REPORT_CHARTS
+    drawers = charts.COMPARE_CHARTS if compare else {**charts.REPORT_CHARTS, **policy.CHARTS}
     drawn = set()
     for name, draw in drawers.items():
         path = directory / f"{name}.png"
@@ -188,6 +188,10 @@ def write(report: Report, directory: Path) -> Path:
         fig.savefig(path, dpi=DPI, facecolor="white")
         drawn.add(name)
     sections = COMPARE_SECTIONS if compare else RUN_SECTIONS
+    if not compare and policy.TABLES[0] in report:  # a run with a policy crawl
+        sections += (
+            Section(policy.ANCHOR, policy.TITLE, policy.INTRO, ("policy",), policy.TABLES),
+        )
     page = directory / "index.html"
     page.write_text(render(report, sections, drawn), encoding="utf-8")
     return page

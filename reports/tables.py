@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from reports import labels, protocols, sql
+from reports import labels, policy, protocols, sql
 from reports.palette import UNITS
 from reports.pivot import category_columns, pivot_categories
 from reports.runs import RunRef
@@ -107,6 +107,7 @@ def build(engine: Engine, run: RunRef, database: str) -> Report:
             run_query(engine, "connection_errors", run.id),
         ),
         *labels.tables(engine, run.id),
+        *policy.tables(engine, run.id),  # -a depth=policy runs only
     ]
     return Report(
         f"mxcensus report: {run}",

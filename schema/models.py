@@ -66,6 +66,9 @@ class Crawl(Base):
     job: Mapped[str | None] = mapped_column(Text)  # scrapyd's job id (`_job`)
     node: Mapped[str | None] = mapped_column(Text)  # the machine it ran on
     depth: Mapped[str | None] = mapped_column(Text)  # `-a depth=`, sorted, comma-separated
+    # -a depth=policy: did the resolver validate (DNSSEC_CHECK), and what it answered.
+    dnssec_validating: Mapped[bool | None] = mapped_column(Boolean)
+    dnssec_check: Mapped[str | None] = mapped_column(Text)
 
 
 class Claim(Base):
@@ -98,6 +101,7 @@ class Domain(Base):
     mx_count: Mapped[int] = mapped_column(Integer)
     mx_rrset: Mapped[list[Any]]  # the MX answer as text
     dns_detail: Mapped[str | None] = mapped_column(Text)
+    dnssec: Mapped[bool | None] = mapped_column(Boolean)  # MX RRset (implicit: address) AD
 
 
 class MxRecord(Base):
@@ -124,6 +128,14 @@ class MxHost(Base):
     dns_outcome: Mapped[str] = mapped_column(String(20))
     dns_detail: Mapped[str | None] = mapped_column(Text)
     ip_literal: Mapped[bool] = mapped_column(Boolean)
+    # -a depth=policy: the address answers validated, and the TLSA RRset (RFC 7672).
+    dnssec: Mapped[bool | None] = mapped_column(Boolean)
+    tlsa_name: Mapped[str | None] = mapped_column(Text)  # the owner asked last
+    tlsa_status: Mapped[str | None] = mapped_column(String(20))
+    tlsa: Mapped[str | None] = mapped_column(
+        Text
+    )  # "usage selector mtype hex", sorted, comma-joined
+    tlsa_detail: Mapped[str | None] = mapped_column(Text)
 
 
 class MxAddress(Base):
@@ -229,6 +241,41 @@ class Target(Base):
     error: Mapped[str | None] = mapped_column(String(30))
     error_stage: Mapped[str | None] = mapped_column(String(20))
     flags: Mapped[str | None] = mapped_column(Text)  # the target's own: sni_probes_exhausted
+
+
+class TargetDane(Base):
+    """A target's DANE verdict (RFC 7672), judged when its MX host's TLSA RRset and
+    addresses validated and TLS was negotiated; no row: DANE does not apply."""
+
+    __tablename__ = "target_dane"
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    mx_host: Mapped[str] = mapped_column(Text, primary_key=True)
+    ip: Mapped[str] = mapped_column(String(45), primary_key=True)
+    dane: Mapped[str] = mapped_column(String(20))  # valid | mismatch
+    matched: Mapped[str | None] = mapped_column(Text)  # the record that matched
+    detail: Mapped[str | None] = mapped_column(Text)  # why none did
+
+
+class DomainPolicy(Base):
+    """A domain's MTA-STS (RFC 8461) and TLS-RPT (RFC 8460) facts (-a depth=policy)."""
+
+    __tablename__ = "domain_policies"
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    domain: Mapped[str] = mapped_column(Text, primary_key=True)
+    crawl_id: Mapped[int] = mapped_column(ForeignKey("crawls.id"))
+    mta_sts_txt: Mapped[list[Any] | None]  # the TXT strings at _mta-sts.DOMAIN
+    mta_sts_id: Mapped[str | None] = mapped_column(Text)
+    mta_sts: Mapped[str | None] = mapped_column(String(20))  # enforce | testing | none | invalid
+    policy_url: Mapped[str | None] = mapped_column(Text)
+    policy_status: Mapped[int | None] = mapped_column(Integer)  # HTTP status
+    policy_mode: Mapped[str | None] = mapped_column(String(20))
+    policy_max_age: Mapped[int | None] = mapped_column(Integer)
+    policy_mx: Mapped[list[Any] | None]  # the mx: patterns
+    mta_sts_mx_match: Mapped[bool | None] = mapped_column(Boolean)  # every MX host matches
+    policy_text: Mapped[str | None] = mapped_column(Text)  # the policy as fetched (<= 64 KiB)
+    policy_error: Mapped[str | None] = mapped_column(Text)  # why it is invalid
+    tls_rpt_txt: Mapped[list[Any] | None]  # the TXT strings at _smtp._tls.DOMAIN
+    tls_rpt: Mapped[str | None] = mapped_column(String(20))  # valid | invalid | none
 
 
 class Certificate(Base):

@@ -42,15 +42,17 @@ SELECT a.run_id, a.mx_host, a.ip, t.port, t.sni, t.category, t.reasons, t.error,
        CASE WHEN t.flags IS NULL THEN p.flags WHEN p.flags IS NULL THEN t.flags
             ELSE p.flags || ',' || t.flags END AS flags,
        p.starttls_advertised, p.tls_version, p.cipher, p.forward_secrecy, p.kx_group,
-       p.cert_sha256, c.key_type, c.key_bits
+       p.cert_sha256, c.key_type, c.key_bits,
+       td.dane  -- RFC 7672, -a depth=policy: NULL unless DANE applies
 FROM mx_addresses a
 LEFT JOIN targets t ON t.run_id = a.run_id AND t.mx_host = a.mx_host AND t.ip = a.ip
 LEFT JOIN probes p
        ON p.run_id = t.run_id AND p.ip = t.ip AND p.port = t.port AND p.sni = t.sni
 LEFT JOIN certificates c ON c.sha256 = p.cert_sha256
+LEFT JOIN target_dane td ON td.run_id = a.run_id AND td.mx_host = a.mx_host AND td.ip = a.ip
 UNION ALL
 SELECT h.run_id, h.name, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'ip_literal_mx', NULL,
-       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
 FROM mx_hosts h
 WHERE h.ip_literal
 """
@@ -127,6 +129,64 @@ SELECT run_id, ip, port, version, status, cipher, kx_group, forward_secrecy,
 FROM protocol_probes
 """
 
+# -a depth=policy: each MX host's TLSA RRset (RFC 7672); after the contract's columns, the
+# owner name asked (the CNAME's target when the expansion was secure) and a failure's text.
+MX_DANE = """
+SELECT run_id, name AS mx_host, tlsa_status, tlsa, tlsa_name, tlsa_detail
+FROM mx_hosts
+WHERE tlsa_name IS NOT NULL
+"""
+
+# Per MX record of a policy crawl's domain: is that MX host protected by DANE (its TLSA
+# RRset secure and every probed target `valid`), and how many of its targets were probed
+# and strict (skipped targets have no category and do not count)?
+_POLICY_HOSTS = """
+SELECT r.run_id, r.domain, r.mx_host,
+       CASE WHEN MAX(h.tlsa_status) = 'secure' AND COUNT(tr.category) > 0
+                 AND SUM(CASE WHEN tr.category IS NOT NULL AND tr.dane = 'valid'
+                              THEN 1 ELSE 0 END) = COUNT(tr.category)
+            THEN 1 ELSE 0 END AS dane_protected,
+       COUNT(tr.category) AS probed,
+       SUM(CASE WHEN tr.category = 'strict' THEN 1 ELSE 0 END) AS strict
+FROM mx_records r
+JOIN mx_hosts h ON h.run_id = r.run_id AND h.name = r.mx_host
+LEFT JOIN target_results tr ON tr.run_id = r.run_id AND tr.mx_host = r.mx_host
+GROUP BY r.run_id, r.domain, r.mx_host
+"""
+
+# One row per domain of a policy crawl (-a depth=policy). DNSSEC-derived columns (dnssec,
+# dane) are NULL when the crawl's resolver did not validate (crawls.dnssec_validating);
+# downgrade_protected is then true by MTA-STS alone, else NULL. After the contract's
+# columns, the domain's label and weight (for rollups by label, weighted).
+_DANE_ALL = "d.dnssec AND s.hosts > 0 AND s.dane_hosts = s.hosts"
+DOMAIN_POLICY = f"""
+SELECT d.run_id, d.domain,
+       CASE WHEN c.dnssec_validating THEN d.dnssec END AS dnssec,
+       CASE WHEN c.dnssec_validating THEN
+            CASE WHEN {_DANE_ALL} THEN 'all'
+                 WHEN s.dane_hosts > 0 THEN 'partial'
+                 ELSE 'none' END
+       END AS dane,
+       p.mta_sts, p.mta_sts_id, p.mta_sts_mx_match, p.tls_rpt,
+       CASE WHEN c.dnssec_validating AND {_DANE_ALL}
+            THEN 1 = 1
+            WHEN p.mta_sts = 'enforce' AND p.mta_sts_mx_match
+                 AND s.probed > 0 AND s.strict = s.probed THEN 1 = 1
+            WHEN c.dnssec_validating THEN 1 = 0
+       END AS downgrade_protected,
+       d.label, d.weight
+FROM domains d
+JOIN crawls c ON c.id = d.crawl_id
+LEFT JOIN (
+    SELECT run_id, domain, COUNT(*) AS hosts, SUM(dane_protected) AS dane_hosts,
+           SUM(probed) AS probed, SUM(strict) AS strict
+    FROM ({_POLICY_HOSTS}) ph
+    GROUP BY run_id, domain
+) s ON s.run_id = d.run_id AND s.domain = d.domain
+LEFT JOIN domain_policies p ON p.run_id = d.run_id AND p.domain = d.domain
+WHERE c.depth LIKE '%policy%'
+"""
+
 # In dependency order.
 VIEWS = {
     "target_results": TARGET_RESULTS,
@@ -135,6 +195,8 @@ VIEWS = {
     "domain_mx": DOMAIN_MX,
     "domain_results": DOMAIN_RESULTS,
     "ip_protocols": IP_PROTOCOLS,
+    "mx_dane": MX_DANE,
+    "domain_policy": DOMAIN_POLICY,
 }
 
 

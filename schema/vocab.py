@@ -125,3 +125,46 @@ class Depth(StrEnum):
     """Opt-in measurements beyond the main probe (`-a depth=`)."""
 
     PROTOCOLS = "protocols"
+    POLICY = "policy"
+
+
+class TlsaStatus(StrEnum):
+    """What the TLSA lookup at `_25._tcp.MXHOST` said (RFC 7672, `-a depth=policy`)."""
+
+    SECURE = "secure"  # records exist and validated (the resolver's AD bit)
+    INSECURE = "insecure"  # records exist, not validated
+    BOGUS = "bogus"  # SERVFAIL, answered when asked with CD: validation failed
+    NONE = "none"  # NXDOMAIN or NODATA
+    ERROR = "error"  # timeout, or SERVFAIL even with CD
+
+
+class Dane(StrEnum):
+    """A target's DANE verdict (RFC 7672 §3): NULL when DANE does not apply."""
+
+    VALID = "valid"
+    MISMATCH = "mismatch"
+
+
+class DaneCoverage(StrEnum):
+    """How many of a domain's MX hosts DANE protects."""
+
+    ALL = "all"
+    PARTIAL = "partial"
+    NONE = "none"
+
+
+class MtaSts(StrEnum):
+    """A domain's MTA-STS state (RFC 8461)."""
+
+    ENFORCE = "enforce"
+    TESTING = "testing"
+    NONE = "none"
+    INVALID = "invalid"
+
+
+class TlsRpt(StrEnum):
+    """A domain's TLS-RPT record (RFC 8460)."""
+
+    VALID = "valid"
+    INVALID = "invalid"
+    NONE = "none"

@@ -9,16 +9,20 @@ delay every answer is sent that much later from a reactor timer (a distant serve
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import dns.message as dnsmessage
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.names import dns
 from twisted.names.authority import FileAuthority
+from twisted.names.dns import DNSDatagramProtocol
 from twisted.names.server import DNSServerFactory
 from twisted.python.failure import Failure
 
+from testnet.dnssec import SignedZone
 from testnet.spec import DnsName, Spec
 
 TTL = 60
@@ -136,8 +140,15 @@ def _records(entry: DnsName) -> Iterator[dns.IEncodableRecord]:
 class SpecDNSFactory(DNSServerFactory):
     """Routes each query: silence, SERVFAIL, REFUSED or the authority's answer."""
 
-    def __init__(self, spec: Spec, clock: IReactorTime | None = None, delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        spec: Spec,
+        clock: IReactorTime | None = None,
+        delay: float = 0.0,
+        signed: SignedZone | None = None,
+    ) -> None:
         self.authority = SpecAuthority(spec)
+        self.signed = signed  # the DNSSEC-signed zone (testnet/dnssec.py), if any
         super().__init__(authorities=[self.authority])
         self.clock = clock
         self.delay = delay
@@ -151,6 +162,11 @@ class SpecDNSFactory(DNSServerFactory):
         if name in self.drop:
             # An unresponsive server: no reply at all, over UDP or TCP; the client times out.
             return
+        if self.signed is not None and name not in self.servfail:
+            wire = self._signed_reply(message, query)
+            if wire is not None:
+                self._send_wire(protocol, wire, address)
+                return
         if name in self.servfail:
             result = Answer(dns.ESERVER, [], [], [])
         elif name != self.zone and not name.endswith(b"." + self.zone):
@@ -169,3 +185,30 @@ class SpecDNSFactory(DNSServerFactory):
             self.clock.callLater(self.delay, self.sendReply, protocol, response, address)
         else:
             self.sendReply(protocol, response, address)
+
+    def _signed_reply(self, message: dns.Message, query: dns.Query) -> bytes | None:
+        """The signed zone's answer, built by dnspython (twisted.names knows no RRSIG)."""
+        import dns.name as dnsname
+
+        name = dnsname.from_text(query.name.name.decode("ascii"))
+        assert self.signed is not None
+        if not self.signed.serves(name):
+            return None
+        asked = dnsmessage.make_query(name, query.type, use_edns=0, want_dnssec=True)
+        asked.id = message.id
+        reply = self.signed.reply(asked)
+        if not message.recDes:
+            reply.flags &= ~0x0100  # RD is copied from the query only
+        return reply.to_wire()
+
+    def _send_wire(self, protocol: object, wire: bytes, address: object) -> None:
+        def send() -> None:
+            if isinstance(protocol, DNSDatagramProtocol):
+                protocol.transport.write(wire, address)
+            else:  # TCP: two length bytes first (RFC 1035 4.2.2)
+                protocol.transport.write(struct.pack("!H", len(wire)) + wire)
+
+        if self.delay > 0 and self.clock is not None:
+            self.clock.callLater(self.delay, send)
+        else:
+            send()

@@ -17,6 +17,7 @@ import ipaddress
 import os
 import resource
 import socket
+import subprocess
 import sys
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -40,10 +41,12 @@ from twisted.names.dns import DNSDatagramProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from testnet import pki, sockets
+from testnet import https, pki, resolver, sockets
 from testnet.connlog import ConnectionLog
 from testnet.dns import SpecDNSFactory
+from testnet.dnssec import SignedZone
 from testnet.hostile import ScriptFactory
+from testnet.policy import policy_of
 from testnet.smtp import EsmtpFactory
 from testnet.spec import ServerSpec, Spec, TlsSpec
 from testnet.state import STATE_FILE, State
@@ -61,6 +64,8 @@ class Listening:
 
     smtp_port: int
     dns_port: int
+    signed: SignedZone | None = None  # the DNSSEC-signed zone, when the spec has one
+    mta_sts_port: int = 0  # the HTTPS policy servers' port (0: none)
     held: list[socket.socket] = field(default_factory=list)
     blackholes: list[sockets.Blackhole] = field(default_factory=list)
 
@@ -209,7 +214,13 @@ def listen(
             _adopt(reactor, sock, factory)
     sockets.fill(listening.blackholes)
 
-    dns_factory = SpecDNSFactory(spec, clock, delay)
+    policy = policy_of(spec)
+    if policy.zone is not None:
+        listening.signed = SignedZone(spec, issued)
+    listening.mta_sts_port = https.listen(
+        list(policy.servers.values()), issued, reactor, log.path.parent
+    )
+    dns_factory = SpecDNSFactory(spec, clock, delay, listening.signed)
     dns_factory.noisy = False
     listening.dns_port, (udp, tcp) = sockets.bind_shared_port(
         # No SO_REUSEADDR on UDP: on Linux it would let a second server share the port.
@@ -257,6 +268,7 @@ def serve(
     bundle = pki.write(issued, state_dir)
     log = ConnectionLog(state_dir / "connections.jsonl")
     listening = listen(spec, issued, log, reactor, smtp_port, dns_port, delay)
+    validating = _start_resolver(spec, listening, state_dir)
     # The world is built and lives until the end: keep it out of full collections. A
     # 10^6-domain world is ~10^7 objects, a full collection of them seconds in which no
     # reply goes out; a crawl then sees DNS and banner timeouts no server declared.
@@ -272,6 +284,8 @@ def serve(
         spec=spec.source,
         reply_delay_ms=round(delay * 1000, 3),
         dispatch=spec.dispatch,
+        resolver=validating[1] if validating else "",
+        mta_sts_port=listening.mta_sts_port,
     )
     try:
         core: IReactorCore = reactor  # type: ignore[assignment]
@@ -281,11 +295,31 @@ def serve(
         # Connections still open were closed (and logged) by the reactor's shutdown.
         log.close()
         listening.close()
+        if validating:
+            resolver.stop(validating[0])
         try:
             if State.read(state_dir).pid == os.getpid():
                 (state_dir / STATE_FILE).unlink()
         except FileNotFoundError:
             pass
+
+
+def _start_resolver(
+    spec: Spec, listening: Listening, state_dir: Path
+) -> tuple[subprocess.Popen[bytes], str] | None:
+    """unbound, validating the signed zone, in front of the DNS server (testnet/resolver.py)."""
+    policy = policy_of(spec)
+    if listening.signed is None or policy.resolver is None:
+        return None
+    if resolver.binary() is None:
+        # The rest of the network works without it; the policy tests skip (or fail in CI).
+        print("testnet: unbound is not installed: no validating resolver", file=sys.stderr)
+        return None
+    anchor = listening.signed.write_anchor(state_dir)
+    process, port = resolver.start(
+        policy.resolver, spec.zone, (spec.dns_ip, listening.dns_port), anchor, state_dir
+    )
+    return process, f"{policy.resolver}:{port}"
 
 
 def _raise_file_limit() -> None:

@@ -27,6 +27,9 @@ describes a whole mail internet on loopback:
   `protocols` (the TLS versions it accepts: a matrix's name or an inline table).
 - `[protocols]` named matrices and their `default`; see `protocols`.
 
+- `[dnssec]`, `[policy]` the signed zone, its validating resolver, TLSA records, MTA-STS and
+  TLS-RPT records and policy servers, and what `-a depth=policy` must yield (testnet/policy.py).
+
 Expectations are declared by hand. The loader only checks that they are well formed and
 that each domain's status agrees with its DNS data; it never derives a verdict.
 """
@@ -221,6 +224,8 @@ class Spec:
     dispatch: bool = False  # one wildcard socket for every IPv4 SMTP address
     protocols_declared: bool = False  # any matrix declared: then every tested server has one
     default_protocols: str | None = None  # [protocols] default
+    # [dnssec] and [policy], as parsed TOML: read through testnet.policy.policy_of.
+    extras: Mapping[str, Any] = field(default_factory=dict)
     _by_ip: Mapping[str, ServerSpec] = field(init=False, repr=False, compare=False)
 
     # -- the input list -----------------------------------------------------------------
@@ -540,6 +545,7 @@ class _Parser:
             protocols_declared="protocols" in top
             or any(s.protocols is not None for s in servers.values()),
             default_protocols=self.default,
+            extras=MappingProxyType({k: top[k] for k in POLICY_KEYS if k in top}),
         )
 
     def cert(self, name: str, value: Any) -> CertSpec:
@@ -756,6 +762,8 @@ def _bytes(text: Any) -> bytes:
 # Top-level tables ("comment": a generated spec's header, in JSON).
 _TOP_KEYS = ("network", "scanner", "list", "certs", "domains", "hosts", "servers")
 _TOP_KEYS += ("protocols", "comment")
+POLICY_KEYS = ("dnssec", "policy")  # testnet/policy.py
+_TOP_KEYS += POLICY_KEYS
 _RECORD_KEYS = ("mx", "a", "aaaa", "cname", "txt", "dns")
 _SERVER_KEYS = ("ip", "kind", "expect", "expect_for", "decoy", "script", "protocols")
 _ESMTP_KEYS = (
@@ -779,6 +787,9 @@ _ESMTP_KEYS = (
 
 
 def _validate(spec: Spec, errors: list[str]) -> None:
+    from testnet import policy  # the policy data's own module reads this one's
+
+    policy.validate(spec, errors)
     _validate_names(spec, errors)
     _validate_certs(spec, errors)
     _validate_servers(spec, errors)

@@ -21,6 +21,8 @@ class State:
     spec: str  # absolute path
     reply_delay_ms: float = 0.0  # before each DNS answer and SMTP reply
     dispatch: bool = False  # IPv4 SMTP served from one wildcard socket
+    resolver: str = ""  # "IP:PORT" of the validating resolver (unbound), if the spec has one
+    mta_sts_port: int = 0  # the HTTPS port of the MTA-STS policy servers (0: none)
 
     @classmethod
     def read(cls, state_dir: str | Path) -> State:
@@ -61,6 +63,8 @@ class State:
             SMTP_PORT=str(self.smtp_port),
             TLS_CA_BUNDLE=self.ca_bundle,
         )
+        if self.mta_sts_port:
+            settings["MTA_STS_PORT"] = str(self.mta_sts_port)
         return settings
 
 

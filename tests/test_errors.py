@@ -203,11 +203,13 @@ def test_ctrl_c_in_a_command_is_exit_3():
 
 @pytest.fixture
 def tmpfs(tmp_path) -> Iterator[Path]:
-    """A small tmpfs of our own: as root, file modes do not stop writes, a mount does."""
+    """A small tmpfs of our own: as root, file modes do not stop writes, a mount does.
+    512 KiB: room for the schema (about 150 KiB since 0004) and a one-domain crawl with
+    its WAL, not for a crawl of the whole test network (about 730 KiB)."""
     mount = tmp_path / "mnt"
     mount.mkdir()
     made = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(mount)], capture_output=True
+        ["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)], capture_output=True
     )
     if made.returncode:
         pytest.skip(f"cannot mount a tmpfs: {made.stderr.decode().strip()}")

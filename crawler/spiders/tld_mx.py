@@ -2,7 +2,7 @@
 
     scrapy crawl tld_mx -a domains=PATH_OR_URL [-a label=… | -a label_column=…]
                         [-a column=…] [-a weight_column=…] [-a run=NAME] [-a shard=K/N]
-                        [-a depth=protocols]
+                        [-a depth=protocols|policy|protocols,policy]
 
 The spider only routes: the `dns` handler resolves, the `smtp` handler
 probes, pipelines judge and store. The list is read lazily, as the scheduler
@@ -33,6 +33,7 @@ from scrapy.exceptions import CloseSpider, DontCloseSpider, UsageError
 
 from crawler.certnames import certificate_names, name_matches
 from crawler.coordination import file_sha256, run_coordinator
+from crawler.dnssec import parse_check
 from crawler.domainlist import DomainList, Entry, ListError, read_domains
 from crawler.domainnames import domain_hash, parse_shard
 from crawler.handlers.dns import DnsResponse, build_resolver
@@ -45,6 +46,7 @@ from crawler.items import (
     StoredProbesItem,
     TargetsItem,
 )
+from crawler.policy import after_dns as domain_policy
 from crawler.recent import Interner
 from crawler.scheduling import new_run_name
 from crawler.targets import Exclusions, TargetPolicy
@@ -64,6 +66,7 @@ PROTOCOLS_PRIORITY = 5
 ADVERTISED = frozenset({"tls", "failure"})
 # Each handler's requests share one download slot (settings.DOWNLOAD_SLOTS says why).
 DNS_META = {"download_slot": "dns"}
+DNS_POLICY_META = {**DNS_META, "policy": True}  # -a depth=policy: DNSSEC facts and TLSA
 
 
 @dataclass(slots=True)
@@ -113,7 +116,7 @@ ARGUMENTS = {
     "run": "the run to start, resume or join (another shard); default: a new run",
     "shard": "K/N: this crawl takes the K-th of N parts of the list",
     "depth": "protocols: also try each TLS version on every STARTTLS server (4 more "
-    "connections per IP)",
+    "connections per IP); policy: DNSSEC, DANE (TLSA per MX host), MTA-STS and TLS-RPT",
 }
 
 
@@ -166,6 +169,9 @@ class TldMxSpider(scrapy.Spider):
         self.depth = parse_depth(depth)
         self.protocols = Depth.PROTOCOLS in self.depth
         self._protocols_asked: set[tuple[str, int]] = set()  # IP:ports, with depth=protocols
+        # DNSSEC, DANE, MTA-STS, TLS-RPT (crawler/dnssec.py, crawler/dane.py)
+        self.policy_depth = Depth.POLICY in self.depth
+        self.dns_meta = DNS_POLICY_META if self.policy_depth else DNS_META
         self.source = domains
         self.label = label
         self.run_name = run
@@ -201,6 +207,9 @@ class TldMxSpider(scrapy.Spider):
             # every request into NotSupported and the crawl still "finishes".
             build_resolver(settings)
             probe_config(settings)
+            parse_check(settings.get("DNSSEC_CHECK"))
+            if not 0 < settings.getint("MTA_STS_PORT") < 65536:
+                raise ValueError(f"MTA_STS_PORT={settings.get('MTA_STS_PORT')}: 1-65535")
             for name in ("DNS_CACHE_SIZE", "DATABASE_DEDUP_CACHE"):
                 if settings.getint(name) < 1:
                     raise ValueError(f"{name}={settings.get(name)}: at least 1")
@@ -252,6 +261,8 @@ class TldMxSpider(scrapy.Spider):
         await self.run.open(self)
         if self.domain_list is None:
             self.domain_list = await self._read_list_url()
+        if self.policy_depth:
+            await self._check_dnssec()
         for item_or_request in self._resume_targets():
             yield item_or_request
         done = self.run.resume.done_domains
@@ -273,7 +284,7 @@ class TldMxSpider(scrapy.Spider):
                 f"dns://{entry.domain}",
                 callback=self.parse_domain,
                 errback=self.request_failed,
-                meta=DNS_META,
+                meta=self.dns_meta,
                 cb_kwargs={"entry": entry},
             )
 
@@ -311,6 +322,22 @@ class TldMxSpider(scrapy.Spider):
         except UsageError as e:
             self._stop_at_start(BAD_LIST, str(e))
 
+    async def _check_dnssec(self) -> None:
+        """Does the resolver validate (DNSSEC_CHECK)? Logged, and recorded with the crawl;
+        if not, every DNSSEC-derived fact of the crawl is NULL (crawler/dnssec.py)."""
+        request = scrapy.Request("dns://dnssec-check", meta={**DNS_META, "dnssec_check": True})
+        check = (await self.crawler.engine.download_async(request)).facts
+        if check.validating:
+            logger.info("DNSSEC: %s", check.describe())
+        else:
+            logger.warning(
+                "DNSSEC: %s; dnssec, tlsa_status and dane will be NULL. Point DNS_NAMESERVERS "
+                "at a validating resolver (e.g. unbound) to measure them",
+                check.describe(),
+            )
+        self.crawler.stats.set_value("mxcensus/dnssec/validating", check.validating)
+        await self.run.record(dnssec_validating=check.validating, dnssec_check=check.describe())
+
     async def _fetch_list(self) -> bytes:
         """Download a list given by URL through Scrapy itself (redirects followed)."""
         response = await self.crawler.engine.download_async(scrapy.Request(self.source))
@@ -336,6 +363,8 @@ class TldMxSpider(scrapy.Spider):
                 else:
                     yield from self._route(ip, host.name)
         yield DomainItem(facts, entry.label, entry.weight, entry.line, tuple(skipped))
+        if facts.policy:  # MTA-STS and TLS-RPT (crawler/policy.py)
+            yield from domain_policy(facts, PROTOCOLS_PRIORITY)
 
     def _route(self, ip: str, mx_host: str) -> Iterator[scrapy.Request]:
         """Probe each IP once per run, with the first MX name that reached it as SNI."""
