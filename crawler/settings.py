@@ -79,7 +79,7 @@ DOWNLOAD_HANDLERS = {
 CONCURRENT_REQUESTS = 64  # the crawl's cap; the per-IP cap lives in the SMTP handler
 # One download slot per handler (the spider names it), not Scrapy's one per host: that
 # would be a slot per domain and per IP (about 2 KB each, kept for a minute), and its
-# per-slot cap does not hold under asyncio anyway (DESIGN.md pitfalls). Uncapped and
+# per-slot cap does not hold under asyncio anyway (docs/design.md, "Known pitfalls"). Uncapped and
 # without delay: CONCURRENT_REQUESTS caps them, SMTP_MAX_PER_IP caps each server.
 UNCAPPED = 2**31 - 1
 DOWNLOAD_SLOTS = {
@@ -87,7 +87,8 @@ DOWNLOAD_SLOTS = {
     "smtp": {"concurrency": UNCAPPED, "delay": 0},
     "mta-sts": {"concurrency": UNCAPPED, "delay": 0},  # MTA_STS_MAX_PER_IP caps each host
 }
-CONCURRENT_ITEMS = 1  # tasks per callback output; a callback yields a few (DESIGN.md pitfalls)
+# Tasks per callback output; a callback yields a few (docs/design.md, "Known pitfalls").
+CONCURRENT_ITEMS = 1
 DOWNLOAD_DELAY = 0
 DOWNLOAD_TIMEOUT = 600  # only a safety net: the handlers enforce their own deadlines
 # Each domain and each IP is requested once by the spider itself; Scrapy's
@@ -95,7 +96,7 @@ DOWNLOAD_TIMEOUT = 600  # only a safety net: the handlers enforce their own dead
 DUPEFILTER_CLASS = "scrapy.dupefilters.BaseDupeFilter"
 SCHEDULER_PRIORITY_QUEUE = "scrapy.pqueues.ScrapyPriorityQueue"
 
-# HTTP-only or harmful here (DESIGN.md, "Known pitfalls").
+# HTTP-only or harmful here (docs/design.md, "Known pitfalls").
 ROBOTSTXT_OBEY = False
 RETRY_ENABLED = False  # the SMTP handler retries transient outcomes itself
 COOKIES_ENABLED = False

@@ -1,4 +1,4 @@
-"""The SQL views: the public contract of results (DESIGN.md, "Rollups and views").
+"""The SQL views: the public contract of results (docs/design.md, "The views are the contract").
 
 One rollup rule for every unit (an MX host over its IPs, a domain over its MX
 hosts, an IP over the names that reach it): worst / best = the worst / best

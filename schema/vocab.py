@@ -1,4 +1,4 @@
-"""The stable vocabulary of mxcensus (see DESIGN.md, "Vocabulary").
+"""The stable vocabulary of mxcensus (see docs/design.md, "Vocabulary").
 
 Reports, SQL views and users depend on these strings: add, never rename.
 """
@@ -97,7 +97,7 @@ class SkipReason(StrEnum):
     IP_LITERAL_MX = "ip_literal_mx"
 
 
-# Transient outcomes are retried (DESIGN.md): connection_timeout, a timeout or close
+# Transient outcomes are retried (docs/design.md): connection_timeout, a timeout or close
 # before the EHLO reply, and a 4xx greeting or EHLO.
 PRE_EHLO_STAGES = frozenset({Stage.CONNECT, Stage.BANNER, Stage.EHLO, Stage.HELO})
 
@@ -113,7 +113,7 @@ class TlsVersion(StrEnum):
 
 
 class ProtocolStatus(StrEnum):
-    """What one conversation pinned to one TLS version showed (DESIGN.md, round 2)."""
+    """What one conversation pinned to one TLS version showed (docs/design.md, round 2)."""
 
     SUPPORTED = "supported"  # the handshake completed
     NOT_SUPPORTED = "not_supported"  # after the 220 to STARTTLS, no handshake came of it

@@ -134,7 +134,7 @@ class Step:
 
 @dataclass(frozen=True)
 class Expectation:
-    """What a target must yield, in DESIGN.md's vocabulary."""
+    """What a target must yield, in docs/design.md's vocabulary."""
 
     category: Category | None = None  # None only with a skip_reason
     reasons: tuple[Reason, ...] = ()

@@ -4,7 +4,7 @@
 and returns a `PolicyResponse` whose `fetch` is a `PolicyFetch`. A handler of its own,
 on Twisted's Agent and pyOpenSSL, because Scrapy's HTTPS client does not verify
 certificates and `DOWNLOAD_VERIFY_CERTIFICATES` trusts the system store for every request
-(DESIGN.md pitfalls), while here the certificate is part of the fact:
+(docs/design.md, "Known pitfalls"), while here the certificate is part of the fact:
 
 - the policy host is resolved through `DNS_NAMESERVERS` (the crawl's resolver, not the
   system's), and `ALLOW_NONPUBLIC_TARGETS` and `EXCLUDE_FILE` apply to it and its address;

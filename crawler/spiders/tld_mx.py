@@ -273,7 +273,7 @@ class TldMxSpider(scrapy.Spider):
             if done and domain_hash(entry.domain) in done:
                 self.crawler.stats.inc_value("mxcensus/domains/resumed")
                 continue
-            # Feed the scheduler only as it drains (DESIGN.md: Scrapy would
+            # Feed the scheduler only as it drains (docs/design.md: Scrapy would
             # otherwise pull the whole list into memory at once).
             if self.crawler.engine.needs_backout():
                 await self.crawler.signals.wait_for(signals.scheduler_empty)
@@ -390,7 +390,7 @@ class TldMxSpider(scrapy.Spider):
 
     def _reprobe(self, ip: str, state: _IpProbes, mx_host: str) -> Iterator[scrapy.Request]:
         """Probe the IP again with `mx_host` as SNI when the certificate its first
-        probe saw does not name it: providers pick certificates by SNI (DESIGN.md)."""
+        probe saw does not name it: providers pick certificates by SNI (docs/design.md)."""
         if mx_host in state.snis or state.leaf_names is None:
             return
         if name_matches(mx_host, state.leaf_names):
