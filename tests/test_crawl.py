@@ -224,8 +224,16 @@ def test_small_caches_change_no_fact(scan, spec, net, tmp_path):
         DATABASE_DEDUP_CACHE="1",
     )
     assert compare(spec, small.engine, small.run_id) == []
-    for table in ("mx_hosts", "mx_addresses", "certificates", "targets", "probes"):
-        query = f"SELECT COUNT(*) AS n FROM {table}"
+    # Probes by IP: how many SNI re-probes an IP gets depends on which of its names
+    # reached it first (one its certificate does not name, or another), not on caches.
+    for table, counted in (
+        ("mx_hosts", "*"),
+        ("mx_addresses", "*"),
+        ("certificates", "*"),
+        ("targets", "*"),
+        ("probes", "DISTINCT ip"),
+    ):
+        query = f"SELECT COUNT({counted}) AS n FROM {table}"
         if table != "certificates":
             query += " WHERE run_id = :run"
         assert small.rows(query)[0]["n"] == scan.rows(query)[0]["n"], table

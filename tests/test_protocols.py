@@ -319,14 +319,16 @@ def test_declared_matrices_hold_for_a_pinned_client(running_net: State, internet
     then the servers' own log shows what each pinned hello offered."""
     matrices = internet.expected_protocols()
 
-    def probe_ip(ip: str) -> tuple[str, dict[str, str], dict[str, str]]:
+    def probe_ip(ip: str) -> tuple[str, dict[str, str], dict[tuple[str, str], str]]:
         name, seen, clients = _first_name(internet, ip), {}, {}
         for version in TlsVersion:
             status, client = pinned_probe(ip, running_net.smtp_port, name, version)
             seen[str(version)] = str(status)
             if client is not None:
                 host, port = client
-                clients[f"[{host}]:{port}" if ":" in host else f"{host}:{port}"] = str(version)
+                address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+                # Keyed by server too: one client port may be reused towards another IP.
+                clients[address, ip] = str(version)
         return ip, seen, clients
 
     with ThreadPoolExecutor(16) as pool:
@@ -336,7 +338,11 @@ def test_declared_matrices_hold_for_a_pinned_client(running_net: State, internet
     by_client = {client: v for _, _, clients in results for client, v in clients.items()}
     deadline = time.monotonic() + 5
     while True:
-        log = {c["client"]: c for c in running_net.connections() if c["client"] in by_client}
+        log = {
+            (c["client"], c["ip"]): c
+            for c in running_net.connections()
+            if (c["client"], c["ip"]) in by_client
+        }
         if len(log) == len(by_client) or time.monotonic() > deadline:
             break
         time.sleep(0.1)
