@@ -110,16 +110,22 @@ def test_a_reply_from_another_address_is_not_taken(reactor, serve):
     server, port = serve(script)
     client.servers = [("127.0.0.1", port)]
 
+    sent: list[int] = []
+
     def forge() -> None:
         while not server.queries:
             threading.Event().wait(0.01)
-        local = client._ports[4].getHost().port
-        forger.sendto(answer(server.queries[0], "192.0.2.99").to_wire(), ("127.0.0.1", local))
+        local = client._ports[4][0].getHost().port  # (port, semaphore) per family
+        wire = answer(server.queries[0], "192.0.2.99").to_wire()
+        sent.append(forger.sendto(wire, ("127.0.0.1", local)))
 
-    threading.Thread(target=forge, daemon=True).start()
+    thread = threading.Thread(target=forge, daemon=True)
+    thread.start()
     with pytest.raises(dns.exception.Timeout):
         ask(reactor, client)
+    thread.join(timeout=5)
     forger.close()
+    assert sent and sent[0] > 0, "the forged reply was never sent: nothing was tested"
 
 
 def test_a_lost_reply_is_asked_again_then_times_out(reactor, serve):
