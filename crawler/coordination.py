@@ -34,7 +34,17 @@ from crawler.items import StoredProbe
 from crawler.record import settings_record, versions
 from schema.db import engine_for, first_line, insert_ignore, retrying
 from schema.migrate import upgrade
-from schema.models import Claim, Crawl, Domain, MxAddress, Probe, ProtocolProbe, Run, Target
+from schema.models import (
+    Claim,
+    Crawl,
+    Domain,
+    DomainPolicy,
+    MxAddress,
+    Probe,
+    ProtocolProbe,
+    Run,
+    Target,
+)
 from schema.vocab import DomainStatus
 
 logger = logging.getLogger(__name__)
@@ -105,7 +115,8 @@ class RunCoordinator:
         self.engine: Engine | None = None
         self.run_id = self.crawl_id = 0
         self.resume = Resume()
-        self.protocols = False  # the crawl runs with -a depth=protocols (known at open)
+        # The crawl's -a depth (known at open): what a resumed run must still do.
+        self.protocols = self.policy = False
         self._held: dict[tuple[str, int], int] = {}  # ip:port -> probes not yet committed
         self._busy: dict[tuple[str, int], asyncio.Future[Any]] = {}  # an ask or release
         self._asks: dict[tuple[str, int], _Ask] = {}  # not yet sent
@@ -137,7 +148,7 @@ class RunCoordinator:
     def _reload_resume(self) -> None:
         assert self.engine is not None
         with self.engine.connect() as conn:
-            self.resume = _load_resume(conn, self.run_id, self.protocols)
+            self.resume = _load_resume(conn, self.run_id, self.protocols, self.policy)
 
     async def list_read(self, sha256: str) -> None:
         """A list fetched by URL is known only now: check it against the run's."""
@@ -324,8 +335,8 @@ class RunCoordinator:
                     "node": socket.getfqdn(),
                 },
             ).scalar_one()
-            self.protocols = spider.protocols
-            self.resume = _load_resume(conn, self.run_id, self.protocols)
+            self.protocols, self.policy = spider.protocols, spider.policy_depth
+            self.resume = _load_resume(conn, self.run_id, self.protocols, self.policy)
         resume = self.resume
         if resume.done_domains or resume.pending_targets or resume.pending_protocols:
             logger.info(
@@ -560,11 +571,20 @@ def _stored_probes(
     return {key: tuple(probes) for key, probes in found.items()}
 
 
-def _load_resume(conn: Connection, run_id: int, protocols: bool) -> Resume:
+def _load_resume(conn: Connection, run_id: int, protocols: bool, policy: bool) -> Resume:
     resume = Resume()
-    answered = conn.execute(
-        select(Domain.domain).where(Domain.run_id == run_id, Domain.status.not_in(RETRIED_STATUSES))
+    answered = select(Domain.domain).where(
+        Domain.run_id == run_id, Domain.status.not_in(RETRIED_STATUSES)
     )
+    if policy:
+        # With -a depth=policy every answered domain gets its policy row: one without
+        # (a crawl killed between the two) is asked again, its probes answered by the run.
+        answered = answered.where(
+            select(DomainPolicy.domain)
+            .where(DomainPolicy.run_id == Domain.run_id, DomainPolicy.domain == Domain.domain)
+            .exists()
+        )
+    answered = conn.execute(answered)
     resume.done_domains = DigestSet(domain_hash(d) for (d,) in answered)
     # A target is final when judged by its own SNI's probe, or flagged, or any
     # verdict that a certificate's names cannot change.

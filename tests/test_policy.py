@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +25,7 @@ import pytest
 from scrapy.utils.defer import deferred_from_coro
 from scrapy.utils.misc import build_from_crawler
 from scrapy.utils.test import get_crawler
+from sqlalchemy import bindparam, text
 
 from crawler.dane import TlsaRecord, judge
 from crawler.dnssec import DnssecCheck, parse_check, tlsa_bases
@@ -707,3 +709,47 @@ def test_adoption_compares_labels_and_weighs_mail(labelled_scan, spec):
     for row in got.values():
         row["protected_weight"] = row["protected_weight"] or 0.0
     assert got == want
+
+
+def test_a_resumed_run_asks_again_for_policies_a_killed_crawl_left(net, spec, tmp_path):
+    """A crawl killed between a domain's DNS row and its policy row (here: the rows
+    removed) is resumed by the same command: those domains are asked again, their
+    policies fetched again, their probes answered by the run without a connection."""
+    resolver = resolver_of(net)
+    url = f"sqlite:///{tmp_path / 'r.sqlite'}"
+    domains = tmp_path / "policy-domains.txt"
+    domains.write_text("\n".join(policy_of(spec).domains) + "\n", encoding="utf-8")
+    settings = {
+        **scanner_settings(net),
+        "DATABASE_URL": url,
+        "DNS_NAMESERVERS": resolver,
+        "DNSSEC_CHECK": CHECK,
+    }
+    first = crawl(domains, settings, "depth=policy", "run=p-resume")
+    assert first.returncode == 0, first.stderr[-3000:]
+    engine = engine_for(url)
+    with engine.begin() as conn:
+        fetched = conn.execute(
+            text("SELECT domain FROM domain_policies WHERE policy_status IS NOT NULL")
+        ).scalars()
+        lost = sorted(fetched)[:3]
+        conn.execute(
+            text("DELETE FROM domain_policies WHERE domain IN :d").bindparams(
+                bindparam("d", expanding=True)
+            ),
+            {"d": lost},
+        )
+    assert lost
+    time.sleep(0.5)
+    before_smtp, before_policy = len(net.connections()), len(policy_requests(net))
+    resumed = crawl(domains, settings, "depth=policy", "run=p-resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    time.sleep(0.5)
+    assert net.connections()[before_smtp:] == []
+    hosts = [r["host"].split(":")[0] for r in policy_requests(net)[before_policy:]]
+    again = {host.removeprefix("mta-sts.") for host in hosts}
+    assert again == set(lost)
+    rows = Scan(url, engine, latest_run(engine), "", "", []).rows(
+        "SELECT domain FROM domain_policy WHERE run_id = :run"
+    )
+    assert {r["domain"] for r in rows} == set(policy_of(spec).domains)
